@@ -1,0 +1,275 @@
+/* io/image: bit-exact decode/convert/resize against Pillow goldens (tests/golden/gen_image.py),
+ * the worked examples of spec §2.2, normalisation against numpy float32 for all 256 values, and
+ * the error paths (missing, empty, not an image, truncated, corrupt, CMYK, too large, NOMEM). */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "io/image.h"
+
+#define IMG_DIR "tests/data/images/"
+
+static const char *img_path(const char *name)
+{
+    char rel[512];
+    snprintf(rel, sizeof rel, IMG_DIR "%s", name);
+    return mf_test_path(rel);
+}
+
+/* Exact comparison; prints the first differing sample and the count. */
+static int compare_rgb(const char *label, const uint8_t *got, const uint8_t *want, int w, int h)
+{
+    size_t n = (size_t)w * (size_t)h * 3, bad = 0, first = 0;
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != want[i] && bad++ == 0)
+            first = i;
+    if (bad)
+        print_error("%s: %zu of %zu samples differ; first at y=%zu x=%zu c=%zu: got %d want %d\n",
+                    label, bad, n, first / 3 / (size_t)w, first / 3 % (size_t)w, first % 3,
+                    got[first], want[first]);
+    return bad == 0;
+}
+
+static void run_manifest(const char *kind)
+{
+    FILE *f = fopen(img_path("manifest.txt"), "r");
+    assert_non_null(f);
+    char k[16], name[128], expect[160];
+    int w, h, n_cases = 0, ok = 1;
+    while (fscanf(f, "%15s %127s %d %d %159s", k, name, &w, &h, expect) == 5) {
+        if (strcmp(k, kind) != 0)
+            continue;
+        struct mf_err err = {0};
+        struct mf_image im = {0}, rs = {0};
+        size_t len = 0;
+        char *want = mf_test_read_file(img_path(expect), &len);
+        assert_non_null(want);
+        assert_int_equal(len, (size_t)w * (size_t)h * 3);
+        if (mf_image_load(img_path(name), &im, &err) != MF_OK)
+            fail_msg("%s: %s", name, err.msg);
+        const struct mf_image *cmp = &im;
+        if (strcmp(kind, "resize") == 0) {
+            if (mf_image_resize_bicubic(&im, w, h, &rs, &err) != MF_OK)
+                fail_msg("%s -> %dx%d: %s", name, w, h, err.msg);
+            cmp = &rs;
+        }
+        char label[300];
+        snprintf(label, sizeof label, "%s %s %dx%d", kind, name, w, h);
+        if (cmp->w != w || cmp->h != h) {
+            print_error("%s: got size %dx%d\n", label, cmp->w, cmp->h);
+            ok = 0;
+        } else {
+            ok &= compare_rgb(label, cmp->rgb, (const uint8_t *)want, w, h);
+        }
+        mf_image_free(&rs);
+        mf_image_free(&im);
+        free(want);
+        n_cases++;
+    }
+    fclose(f);
+    print_message("%d %s cases compared\n", n_cases, kind);
+    assert_true(n_cases >= 6);
+    assert_true(ok);
+}
+
+static void test_decode_golden(void **state)
+{
+    (void)state;
+    run_manifest("decode");
+}
+
+static void test_resize_golden(void **state)
+{
+    (void)state;
+    run_manifest("resize");
+}
+
+static void test_worked_examples(void **state)
+{
+    (void)state;
+    /* spec §2.2: the row [0, 100, 200, 255] resized to width 2 and 6 (grey, so R=G=B) */
+    uint8_t px[4 * 3];
+    const uint8_t row[4] = {0, 100, 200, 255};
+    for (int i = 0; i < 12; i++)
+        px[i] = row[i / 3];
+    struct mf_image in = {4, 1, px}, out = {0};
+    struct mf_err err = {0};
+    const uint8_t want2[2] = {60, 221}, want6[6] = {0, 41, 117, 186, 235, 255};
+    assert_int_equal(mf_image_resize_bicubic(&in, 2, 1, &out, &err), MF_OK);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(out.rgb[i], want2[i / 3]);
+    mf_image_free(&out);
+    assert_int_equal(mf_image_resize_bicubic(&in, 6, 1, &out, &err), MF_OK);
+    for (int i = 0; i < 18; i++)
+        assert_int_equal(out.rgb[i], want6[i / 3]);
+    mf_image_free(&out);
+    /* the same row standing up (vertical pass) gives the same values */
+    struct mf_image col = {1, 4, px};
+    assert_int_equal(mf_image_resize_bicubic(&col, 1, 6, &out, &err), MF_OK);
+    for (int i = 0; i < 18; i++)
+        assert_int_equal(out.rgb[i], want6[i / 3]);
+    mf_image_free(&out);
+    /* bad sizes */
+    assert_int_equal(mf_image_resize_bicubic(&in, 0, 5, &out, &err), MF_ERR_ARG);
+    assert_null(out.rgb);
+    assert_int_equal(mf_image_resize_bicubic(&in, 5, MF_IMAGE_MAX_SIDE + 1, &out, &err), MF_ERR_ARG);
+}
+
+static void test_normalize(void **state)
+{
+    (void)state;
+    size_t len = 0;
+    float *want = (float *)mf_test_read_file(img_path("norm.f32"), &len); /* (3, 256) */
+    assert_non_null(want);
+    assert_int_equal(len, 3 * 256 * sizeof(float));
+    uint8_t px[256 * 3];
+    for (int u = 0; u < 256; u++)
+        px[3 * u] = px[3 * u + 1] = px[3 * u + 2] = (uint8_t)u;
+    struct mf_image im = {256, 1, px};
+    static const float mean[3] = MF_IMAGE_MEAN, std[3] = MF_IMAGE_STD;
+    float got[3 * 256];
+    mf_image_normalize(&im, mean, std, got);
+    mf_test_compare("normalize", got, want, 3 * 256, 1e-6);
+    assert_memory_equal(got, want, sizeof got); /* bit for bit */
+    free(want);
+
+    /* CHW layout on a 2x1 image: out[c][0][x] */
+    uint8_t two[6] = {0, 255, 0, 255, 0, 255};
+    struct mf_image t = {2, 1, two};
+    float o[6];
+    mf_image_normalize(&t, mean, std, o);
+    assert_true(o[0] < 0 && o[1] > 0); /* R: 0 then 255 */
+    assert_true(o[2] > 0 && o[3] < 0); /* G: 255 then 0 */
+}
+
+static void test_preprocess(void **state)
+{
+    (void)state;
+    /* load + squash 10x7 -> 96x96 + normalise == normalise(Pillow's 96x96) */
+    size_t len = 0;
+    uint8_t *want_rgb = (uint8_t *)mf_test_read_file(img_path("rgb10x7.png_96x96.rgb"), &len);
+    assert_non_null(want_rgb);
+    assert_int_equal(len, 96 * 96 * 3);
+    struct mf_image w = {96, 96, want_rgb};
+    static const float mean[3] = MF_IMAGE_MEAN, std[3] = MF_IMAGE_STD;
+    float *want = malloc(3 * 96 * 96 * sizeof(float)); /* (3, 96, 96) */
+    float *got = malloc(3 * 96 * 96 * sizeof(float));
+    assert_non_null(want);
+    assert_non_null(got);
+    mf_image_normalize(&w, mean, std, want);
+    struct mf_err err = {0};
+    assert_int_equal(mf_image_preprocess(img_path("rgb10x7.png"), 96, got, &err), MF_OK);
+    assert_memory_equal(got, want, 3 * 96 * 96 * sizeof(float));
+    assert_int_equal(mf_image_preprocess(img_path("rgb10x7.png"), 0, got, &err), MF_ERR_ARG);
+    assert_non_null(strstr(err.msg, "rgb10x7.png: "));
+    assert_int_equal(mf_image_preprocess(img_path("nope.png"), 96, got, &err), MF_ERR_MISSING);
+    free(got);
+    free(want);
+    free(want_rgb);
+}
+
+static void expect_error(const char *name, enum mf_status code, const char *needle)
+{
+    struct mf_err err = {0};
+    struct mf_image im = {0};
+    const char *p = img_path(name);
+    enum mf_status st = mf_image_load(p, &im, &err);
+    print_message("%s -> %d: %s\n", name, st, err.msg);
+    assert_int_equal(st, code);
+    assert_int_equal(err.code, code);
+    assert_null(im.rgb);
+    assert_int_equal(im.w, 0);
+    assert_non_null(strstr(err.msg, p)); /* names the file */
+    if (!strstr(err.msg, needle))
+        fail_msg("message '%s' lacks '%s'", err.msg, needle);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    expect_error("missing.png", MF_ERR_MISSING, "cannot open: No such file or directory");
+    expect_error("bad_notimage.png", MF_ERR_FORMAT, "not a PNG or JPEG file (first bytes 47 49 46 38)");
+    expect_error("bad_empty.png", MF_ERR_FORMAT, "not a PNG or JPEG file (empty file)");
+    expect_error("bad_truncated.png", MF_ERR_FORMAT, "corrupt PNG data: ");
+    expect_error("bad_crc.png", MF_ERR_FORMAT, "corrupt PNG data: ");
+    expect_error("bad_truncated.jpg", MF_ERR_FORMAT, "corrupt JPEG data: ");
+    expect_error("bad_truncated_scan.jpg", MF_ERR_FORMAT, "truncated JPEG data");
+    expect_error("bad_header.jpg", MF_ERR_FORMAT, "corrupt JPEG data: ");
+    expect_error("bad_cmyk.jpg", MF_ERR_UNSUPPORTED, "CMYK JPEG");
+    expect_error("bad_huge.png", MF_ERR_RANGE, "20000x1");
+    expect_error("", MF_ERR_IO, "cannot read"); /* the directory itself */
+
+    struct mf_err err = {0};
+    struct mf_image im = {0};
+    assert_int_equal(mf_image_load_mem("\x89PNG", 4, "short", &im, &err), MF_ERR_FORMAT);
+    assert_string_equal(err.msg, "short: not a PNG or JPEG file (first bytes 89 50 4e 47)");
+    assert_int_equal(mf_image_load_mem("\xff\xd8\xff", 3, NULL, &im, &err), MF_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "<memory>: corrupt JPEG data: "));
+    assert_int_equal(mf_image_load_mem("ab", 2, "x", &im, &err), MF_ERR_FORMAT);
+    assert_string_equal(err.msg, "x: not a PNG or JPEG file (first bytes 61 62)");
+    mf_image_free(&im);
+    mf_image_free(&im); /* idempotent */
+}
+
+static void test_load_mem_matches_file(void **state)
+{
+    (void)state;
+    const char *names[] = {"interlaced.png", "prog420.jpg"};
+    for (size_t i = 0; i < MF_ARRAY_LEN(names); i++) {
+        size_t len = 0;
+        char *buf = mf_test_read_file(img_path(names[i]), &len);
+        assert_non_null(buf);
+        struct mf_err err = {0};
+        struct mf_image a = {0}, b = {0};
+        assert_int_equal(mf_image_load(img_path(names[i]), &a, &err), MF_OK);
+        assert_int_equal(mf_image_load_mem(buf, len, names[i], &b, &err), MF_OK);
+        assert_int_equal(a.w, b.w);
+        assert_int_equal(a.h, b.h);
+        assert_memory_equal(a.rgb, b.rgb, (size_t)a.w * (size_t)a.h * 3);
+        mf_image_free(&a);
+        mf_image_free(&b);
+        free(buf);
+    }
+}
+
+/* Every allocation of load + resize fails in turn: the result is OK or NOMEM, never a crash or
+ * a leak (the leak part is checked under -DMF_SANITIZE=ON). */
+static void test_alloc_failures(void **state)
+{
+    (void)state;
+    const char *names[] = {"interlaced.png", "pal4.png", "prog420.jpg", "gray.jpg"};
+    for (size_t i = 0; i < MF_ARRAY_LEN(names); i++) {
+        int n_fail = 0;
+        for (long n = 0; n < 200; n++) {
+            struct mf_err err = {0};
+            struct mf_image im = {0}, rs = {0};
+            mf_alloc_fail_after(n);
+            enum mf_status st = mf_image_load(img_path(names[i]), &im, &err);
+            if (st == MF_OK)
+                st = mf_image_resize_bicubic(&im, 9, 5, &rs, &err);
+            mf_alloc_fail_after(-1);
+            mf_image_free(&rs);
+            mf_image_free(&im);
+            if (st == MF_OK)
+                break;
+            if (st != MF_ERR_NOMEM)
+                fail_msg("%s, allocation %ld failing: status %d: %s", names[i], n, st, err.msg);
+            n_fail++;
+        }
+        assert_true(n_fail >= 3);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decode_golden),  cmocka_unit_test(test_resize_golden),
+        cmocka_unit_test(test_worked_examples), cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_preprocess),     cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_load_mem_matches_file), cmocka_unit_test(test_alloc_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
