@@ -381,9 +381,13 @@ def gen_shapes_scores(n_pairs=6, max_len=35):
         print("data/shapes/annotations.json not found: shapes scores skipped")
         return
     with open(ann) as f:
-        pairs = json.load(f)
-    if isinstance(pairs, dict):
-        pairs = pairs.get("annotations", pairs.get("pairs"))
+        anns = json.load(f)
+    # MULTIFLOW format: [{"image": path, "caption": str or [str, ...]}]; pairs are flattened in
+    # file order, one per (image, caption), as the reference's pretraining dataset does.
+    pairs = []
+    for a in anns:
+        caps = a["caption"] if isinstance(a["caption"], list) else [a["caption"]]
+        pairs += [{"image": a["image"], "caption": c} for c in caps]
     pairs = pairs[:n_pairs]
     img_dir = os.path.dirname(ann)
     for model in ("blip-tiny-hf", "blip-tiny"):
