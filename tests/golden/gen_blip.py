@@ -191,7 +191,7 @@ def cast(T, dtype):
     return OrderedDict((k, t.to(dtype) if t.is_floating_point() else t) for k, t in T.items())
 
 
-def hf_config(arch, eps, text_decoder):
+def hf_config(arch, eps):
     vc = OrderedDict([("hidden_size", VD), ("intermediate_size", VMLP), ("num_hidden_layers", VL),
                       ("num_attention_heads", HF_HEADS), ("image_size", IMG), ("patch_size", PATCH),
                       ("hidden_act", "gelu")])
@@ -222,7 +222,7 @@ def write_hf_itm(d, P, dtype, eps):
     os.makedirs(d, exist_ok=True)
     T = pick(P, ("vision_model.", "text_encoder.", "vision_proj.", "text_proj.", "itm_head."))
     R.st_write(os.path.join(d, "model.safetensors"), cast(T, dtype), {"format": "pt"})
-    write_json(os.path.join(d, "config.json"), hf_config("BlipForImageTextRetrieval", eps, False))
+    write_json(os.path.join(d, "config.json"), hf_config("BlipForImageTextRetrieval", eps))
     write_vocab(os.path.join(d, "vocab.txt"))
 
 
@@ -243,7 +243,7 @@ def write_hf_cap(d, P, eps):
             total += t.numel() * t.element_size()
     write_json(os.path.join(d, "model.safetensors.index.json"),
                OrderedDict([("metadata", {"total_size": total}), ("weight_map", wm)]))
-    write_json(os.path.join(d, "config.json"), hf_config("BlipForConditionalGeneration", eps, True))
+    write_json(os.path.join(d, "config.json"), hf_config("BlipForConditionalGeneration", eps))
     write_vocab(os.path.join(d, "vocab.txt"))
 
 
