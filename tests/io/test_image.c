@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ctype.h>
+#include <jansson.h>
+
 #include "core/common.h"
 #include "io/image.h"
 
@@ -263,6 +266,64 @@ static void test_alloc_failures(void **state)
     }
 }
 
+/* The bundled data/shapes set: every image decodes, every entry has two different captions made
+ * only of the closed vocabulary (tools/gen_shapes.py WORDS). */
+static void test_shapes_dataset(void **state)
+{
+    (void)state;
+    static const char *vocab[] = {
+        "a", "the", "in", "on", "at", "of", "and", "with", "left", "right", "top", "bottom",
+        "center", "middle", "corner", "red", "green", "blue", "yellow", "purple", "orange",
+        "white", "black", "gray", "circle", "square", "triangle", "small", "large", "big",
+        "image", "picture", "shape", "background", "there", "is"};
+    json_error_t jerr;
+    json_t *root = json_load_file(mf_test_path("data/shapes/annotations.json"), 0, &jerr);
+    if (!root)
+        fail_msg("annotations.json:%d: %s", jerr.line, jerr.text);
+    assert_true(json_is_array(root));
+    assert_true(json_array_size(root) >= 32);
+    size_t i;
+    json_t *e;
+    json_array_foreach(root, i, e) {
+        const char *img = json_string_value(json_object_get(e, "image"));
+        json_t *caps = json_object_get(e, "caption");
+        assert_non_null(img);
+        assert_true(json_is_array(caps) && json_array_size(caps) == 2);
+        const char *c0 = json_string_value(json_array_get(caps, 0));
+        const char *c1 = json_string_value(json_array_get(caps, 1));
+        assert_non_null(c0);
+        assert_non_null(c1);
+        assert_string_not_equal(c0, c1);
+        for (int k = 0; k < 2; k++) {
+            const char *c = k ? c1 : c0;
+            while (*c) {
+                if (*c == ' ' || *c == '.' || *c == ',') {
+                    c++;
+                    continue;
+                }
+                size_t n = 0;
+                while (islower((unsigned char)c[n]))
+                    n++;
+                int found = 0;
+                for (size_t v = 0; v < MF_ARRAY_LEN(vocab) && n; v++)
+                    found |= strlen(vocab[v]) == n && strncmp(vocab[v], c, n) == 0;
+                if (!found)
+                    fail_msg("%s: caption word '%.*s' not in the vocabulary", img, (int)(n ? n : 1), c);
+                c += n;
+            }
+        }
+        char rel[256];
+        snprintf(rel, sizeof rel, "data/shapes/%s", img);
+        struct mf_err err = {0};
+        struct mf_image im = {0};
+        if (mf_image_load(mf_test_path(rel), &im, &err) != MF_OK)
+            fail_msg("%s", err.msg);
+        assert_true(im.w >= 64 && im.h >= 64);
+        mf_image_free(&im);
+    }
+    json_decref(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -270,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_worked_examples), cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_preprocess),     cmocka_unit_test(test_errors),
         cmocka_unit_test(test_load_mem_matches_file), cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_shapes_dataset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
