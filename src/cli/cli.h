@@ -1,0 +1,95 @@
+/*
+ * cli/cli.h: what the verbs share: option parsing helpers, model loading from the common options,
+ * and error reporting. src/cli/ is the only place that prints results or exits.
+ */
+#ifndef MF_CLI_H
+#define MF_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "multiflow/model.h"
+
+/* Options every model-running verb accepts. */
+struct cli_common {
+    const char *model;
+    const char *vocab;
+    int threads;
+    int heads_vision, heads_text;
+    enum mf_itm_token itm_token;
+    enum mf_clean clean;
+    int max_tokens;
+    int batch;
+    int64_t pairs; /* 0 = all */
+    bool json, quiet, progress, no_progress;
+};
+
+/* Long-option ids for the common options (values above 256 so they never clash with short ones). */
+enum {
+    OPT_MODEL = 300, OPT_VOCAB, OPT_THREADS, OPT_HEADS, OPT_VISION_HEADS, OPT_TEXT_HEADS, OPT_ITM_TOKEN,
+    OPT_CLEAN, OPT_MAX_TOKENS, OPT_BATCH, OPT_PAIRS, OPT_JSON, OPT_QUIET, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_HELP,
+    OPT_VERB_BASE = 400 /* verbs number their own options from here */
+};
+
+#define CLI_COMMON_OPTIONS                                                                                     \
+    {"model", required_argument, 0, OPT_MODEL}, {"vocab", required_argument, 0, OPT_VOCAB},                     \
+    {"threads", required_argument, 0, OPT_THREADS}, {"heads", required_argument, 0, OPT_HEADS},                 \
+    {"vision-heads", required_argument, 0, OPT_VISION_HEADS},                                                  \
+    {"text-heads", required_argument, 0, OPT_TEXT_HEADS}, {"itm-token", required_argument, 0, OPT_ITM_TOKEN},   \
+    {"caption-clean", required_argument, 0, OPT_CLEAN}, {"max-tokens", required_argument, 0, OPT_MAX_TOKENS},   \
+    {"batch", required_argument, 0, OPT_BATCH}, {"pairs", required_argument, 0, OPT_PAIRS},                     \
+    {"json", no_argument, 0, OPT_JSON}, {"quiet", no_argument, 0, OPT_QUIET},                                   \
+    {"progress", no_argument, 0, OPT_PROGRESS}, {"no-progress", no_argument, 0, OPT_NO_PROGRESS},               \
+    {"help", no_argument, 0, OPT_HELP}
+
+#define CLI_COMMON_HELP                                                                                        \
+    "  --model PATH          checkpoint directory or .safetensors file\n"                                      \
+    "  --vocab FILE          vocab.txt (default: the one in the model directory)\n"                           \
+    "  --threads N           worker threads (default: all cores)\n"                                           \
+    "  --heads N             attention heads of both towers when the checkpoint has no config (default hidden/64)\n" \
+    "  --vision-heads N, --text-heads N   the same per tower\n"                                                \
+    "  --itm-token enc|cls   first token of the image-grounded encoder (default: enc for the original\n"      \
+    "                        layout, cls for Hugging Face)\n"                                                   \
+    "  --caption-clean none|blip|multiflow   caption cleaning (default: blip for the original layout,\n"       \
+    "                        none for Hugging Face)\n"                                                          \
+    "  --max-tokens N        text length incl. [CLS]/[SEP], padded (default 35)\n"                           \
+    "  --batch N             pairs per forward pass (default 8)\n"                                             \
+    "  --pairs N             use only the first N pairs of --data\n"                                          \
+    "  --json                machine-readable output\n"                                                       \
+    "  --progress / --no-progress   force the progress bar on stderr on or off (default: on a terminal)\n"   \
+    "  --quiet               no progress or notes on stderr\n"                                                \
+    "  --help                this text\n"
+
+void cli_common_init(struct cli_common *c);
+/* Handles a common option; returns 1 if handled, 0 if not a common option, -1 on a bad value
+ * (message printed). */
+int cli_common_option(struct cli_common *c, int opt, const char *arg);
+/* Applies progress settings. */
+void cli_common_finish(struct cli_common *c);
+/* Loads the model named by --model with the common options; prints the error and returns NULL. */
+struct mf_model *cli_load_model(const struct cli_common *c);
+
+/* Strict number parsing: the whole string, in [lo, hi]. Prints "--name: ..." on failure. */
+bool cli_parse_int(const char *name, const char *s, int64_t lo, int64_t hi, int64_t *out);
+bool cli_parse_double(const char *name, const char *s, double lo, double hi, double *out);
+
+/* "multiflow: error: ..." on stderr; returns 1 (the exit status for errors). */
+int cli_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+/* Bad usage: prints the message and a hint to --help; returns 2. */
+int cli_usage_error(const char *verb, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+int verb_inspect(int argc, char **argv);
+int verb_score(int argc, char **argv);
+int verb_eval(int argc, char **argv);
+
+#endif

@@ -1,0 +1,162 @@
+/* cli/common.c: shared option handling, model loading and error printing for the verbs. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/progress.h"
+
+void cli_common_init(struct cli_common *c)
+{
+    memset(c, 0, sizeof *c);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    c->threads = n > 0 ? (int)(n < 64 ? n : 64) : 1;
+    c->max_tokens = 35;
+    c->batch = 8;
+}
+
+int cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("multiflow: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+int cli_usage_error(const char *verb, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "multiflow %s: ", verb);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see 'multiflow %s --help')\n", verb);
+    return 2;
+}
+
+bool cli_parse_int(const char *name, const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "multiflow: --%s: '%s' is not an integer in [%lld, %lld]\n", name, s, (long long)lo,
+                (long long)hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_parse_double(const char *name, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
+        fprintf(stderr, "multiflow: --%s: '%s' is not a number in [%g, %g]\n", name, s, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+int cli_common_option(struct cli_common *c, int opt, const char *arg)
+{
+    int64_t v;
+    switch (opt) {
+    case OPT_MODEL: c->model = arg; return 1;
+    case OPT_VOCAB: c->vocab = arg; return 1;
+    case OPT_THREADS:
+        if (!cli_parse_int("threads", arg, 1, 256, &v))
+            return -1;
+        c->threads = (int)v;
+        return 1;
+    case OPT_HEADS:
+    case OPT_VISION_HEADS:
+    case OPT_TEXT_HEADS:
+        if (!cli_parse_int("heads", arg, 1, 1024, &v))
+            return -1;
+        if (opt != OPT_TEXT_HEADS)
+            c->heads_vision = (int)v;
+        if (opt != OPT_VISION_HEADS)
+            c->heads_text = (int)v;
+        return 1;
+    case OPT_ITM_TOKEN:
+        if (strcmp(arg, "enc") == 0)
+            c->itm_token = MF_ITM_TOKEN_ENC;
+        else if (strcmp(arg, "cls") == 0)
+            c->itm_token = MF_ITM_TOKEN_CLS;
+        else {
+            fprintf(stderr, "multiflow: --itm-token: '%s' is not 'enc' or 'cls'\n", arg);
+            return -1;
+        }
+        return 1;
+    case OPT_CLEAN:
+        if (strcmp(arg, "none") == 0)
+            c->clean = MF_CLEAN_NONE;
+        else if (strcmp(arg, "blip") == 0)
+            c->clean = MF_CLEAN_BLIP;
+        else if (strcmp(arg, "multiflow") == 0)
+            c->clean = MF_CLEAN_MULTIFLOW;
+        else {
+            fprintf(stderr, "multiflow: --caption-clean: '%s' is not none, blip or multiflow\n", arg);
+            return -1;
+        }
+        return 1;
+    case OPT_MAX_TOKENS:
+        if (!cli_parse_int("max-tokens", arg, 2, 4096, &v))
+            return -1;
+        c->max_tokens = (int)v;
+        return 1;
+    case OPT_BATCH:
+        if (!cli_parse_int("batch", arg, 1, 4096, &v))
+            return -1;
+        c->batch = (int)v;
+        return 1;
+    case OPT_PAIRS:
+        if (!cli_parse_int("pairs", arg, 1, INT64_MAX / 2, &v))
+            return -1;
+        c->pairs = v;
+        return 1;
+    case OPT_JSON: c->json = true; return 1;
+    case OPT_QUIET: c->quiet = true; return 1;
+    case OPT_PROGRESS: c->progress = true; return 1;
+    case OPT_NO_PROGRESS: c->no_progress = true; return 1;
+    default: return 0;
+    }
+}
+
+void cli_common_finish(struct cli_common *c)
+{
+    if (c->quiet || c->no_progress)
+        mf_progress_set_mode(MF_PROGRESS_OFF);
+    else if (c->progress)
+        mf_progress_set_mode(MF_PROGRESS_ON);
+    else
+        mf_progress_set_mode(MF_PROGRESS_AUTO);
+}
+
+struct mf_model *cli_load_model(const struct cli_common *c)
+{
+    struct mf_err err = {0};
+    struct mf_model_opts o = mf_model_opts_default();
+    struct mf_model *m = NULL;
+    o.vocab_path = c->vocab;
+    o.n_head_vision = c->heads_vision;
+    o.n_head_text = c->heads_text;
+    o.itm_token = c->itm_token;
+    o.clean = c->clean;
+    o.max_tokens = c->max_tokens;
+    if (mf_model_load(c->model, &o, &m, &err) != MF_OK) {
+        cli_error("%s", err.msg);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,42 @@
+/*
+ * cli/main.c: the multiflow command: dispatches to one verb_<name>.c per verb.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char usage[] =
+    "usage: multiflow <verb> [options]\n"
+    "\n"
+    "verbs:\n"
+    "  inspect   layout, towers, configuration, tensors, parameter counts and sparsity of a checkpoint\n"
+    "  score     ITC / ITM / decoder-NLL scores of image-caption pairs\n"
+    "  eval      zero-shot evaluation: 'eval retrieval' (image<->text recall@1/5/10)\n"
+    "\n"
+    "'multiflow <verb> --help' describes a verb's options.\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *verb = argv[1];
+    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(verb, "--version") == 0) {
+        puts("multiflow 0.1.0");
+        return 0;
+    }
+    if (strcmp(verb, "inspect") == 0)
+        return verb_inspect(argc - 1, argv + 1);
+    if (strcmp(verb, "score") == 0)
+        return verb_score(argc - 1, argv + 1);
+    if (strcmp(verb, "eval") == 0)
+        return verb_eval(argc - 1, argv + 1);
+    fprintf(stderr, "multiflow: unknown verb '%s'\n\n%s", verb, usage);
+    return 2;
+}

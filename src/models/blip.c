@@ -1,0 +1,702 @@
+/*
+ * models/blip.c: BLIP (models.md §4): layout detection, configuration (config.json with the HF
+ * defaults of §4.2, or inferred from tensor shapes for the original layout), tokenizer set-up,
+ * and the public forward entry points of multiflow/model.h: ITC features, ITM probability,
+ * decoder NLL.
+ *
+ * Decisions (models.md §11): the image-grounded encoder starts with [ENC] in the original layout
+ * and [CLS] in the HF layout (override: opts.itm_token); the decoder always starts with [DEC];
+ * vision LayerNorm eps from config.json, else 1e-5 (HF) / 1e-6 (original). Does not implement
+ * generation, the HF BlipModel (double post-LN pooler), or resolution changes (§2.6).
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "io/fs.h"
+#include "models/layout.h"
+#include "nn/nn.h"
+#include "text/caption.h"
+
+struct mf_model_opts mf_model_opts_default(void)
+{
+    struct mf_model_opts o = {0};
+    o.max_tokens = 35;
+    o.load_decoder = true;
+    return o;
+}
+
+const char *mf_modality_name(enum mf_modality mod)
+{
+    switch (mod) {
+    case MF_MOD_VISION: return "vision";
+    case MF_MOD_TEXT: return "text";
+    case MF_MOD_FUSION: return "fusion";
+    default: return "none";
+    }
+}
+
+static const char unused_role[] = "unused";
+
+/* ---- configuration ---------------------------------------------------------------------- */
+
+static bool has(const struct mf_model *m, const char *name) { return mf_checkpoint_find(m->ck, name, NULL) != NULL; }
+
+static const struct mf_st_entry *get(const struct mf_model *m, const char *name)
+{
+    return mf_checkpoint_find(m->ck, name, NULL);
+}
+
+static int64_t count_layers(const struct mf_model *m, const char *fmt)
+{
+    char name[256];
+    int64_t n = 0;
+    for (;; n++) {
+        snprintf(name, sizeof name, fmt, (int)n);
+        if (!has(m, name))
+            return n;
+    }
+}
+
+/* Reads an integer / number field with a default; a present field of the wrong type is an error. */
+static enum mf_status json_int(json_t *obj, const char *key, int64_t def, int64_t *out, const char *file,
+                               struct mf_err *err)
+{
+    json_t *v = obj ? json_object_get(obj, key) : NULL;
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return MF_OK;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > (1 << 24))
+        return mf_err_set(err, MF_ERR_FORMAT, "%s: field '%s' must be a positive integer", file, key);
+    *out = json_integer_value(v);
+    return MF_OK;
+}
+
+static enum mf_status json_num(json_t *obj, const char *key, double def, float *out, const char *file,
+                               struct mf_err *err)
+{
+    json_t *v = obj ? json_object_get(obj, key) : NULL;
+    if (!v || json_is_null(v)) {
+        *out = (float)def;
+        return MF_OK;
+    }
+    if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > 1)
+        return mf_err_set(err, MF_ERR_FORMAT, "%s: field '%s' must be a number in (0, 1]", file, key);
+    *out = (float)json_number_value(v);
+    return MF_OK;
+}
+
+static enum mf_status json_act(json_t *obj, const char *key, const char *file, struct mf_err *err)
+{
+    json_t *v = obj ? json_object_get(obj, key) : NULL;
+    if (!v)
+        return MF_OK;
+    if (!json_is_string(v) || strcmp(json_string_value(v), "gelu") != 0)
+        return mf_err_set(err, MF_ERR_UNSUPPORTED, "%s: %s '%s' is not supported (BLIP uses 'gelu')", file, key,
+                          json_is_string(v) ? json_string_value(v) : "?");
+    return MF_OK;
+}
+
+static enum mf_status heads_check(int64_t d, int64_t h, const char *what, struct mf_err *err)
+{
+    if (h <= 0 || d % h != 0)
+        return mf_err_set(err, MF_ERR_ARG, "%s: hidden size %lld is not divisible by %lld heads", what,
+                          (long long)d, (long long)h);
+    return MF_OK;
+}
+
+/* HF layout: config.json (models.md §4.2; missing keys take the class defaults). */
+static enum mf_status config_hf(struct mf_model *m, const char *dir, const struct mf_model_opts *o, struct mf_err *err)
+{
+    char path[4096];
+    json_error_t je;
+    enum mf_status st = MF_OK;
+    mf_fs_join(path, sizeof path, dir, "config.json");
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        if (!mf_fs_exists(path))
+            return mf_err_set(err, MF_ERR_MISSING, "%s: missing (a Hugging Face BLIP checkpoint needs its config.json)",
+                              path);
+        return mf_err_set(err, MF_ERR_FORMAT, "%s: line %d: %s", path, je.line, je.text);
+    }
+    if (!json_is_object(root)) {
+        st = mf_err_set(err, MF_ERR_FORMAT, "%s: top level must be a JSON object", path);
+        goto done;
+    }
+    json_t *vc = json_object_get(root, "vision_config"), *tc = json_object_get(root, "text_config");
+    if ((vc && !json_is_object(vc)) || (tc && !json_is_object(tc))) {
+        st = mf_err_set(err, MF_ERR_FORMAT, "%s: vision_config and text_config must be objects", path);
+        goto done;
+    }
+    struct mf_vit_cfg *v = &m->vision.cfg;
+    struct mf_bert_cfg *t = &m->text.cfg;
+    int64_t vh, th;
+    if ((st = json_int(vc, "hidden_size", 768, &v->d, path, err)) ||
+        (st = json_int(vc, "intermediate_size", 3072, &v->d_ff, path, err)) ||
+        (st = json_int(vc, "num_hidden_layers", 12, &v->n_layer, path, err)) ||
+        (st = json_int(vc, "num_attention_heads", 12, &vh, path, err)) ||
+        (st = json_int(vc, "image_size", 384, &v->image_size, path, err)) ||
+        (st = json_int(vc, "patch_size", 16, &v->patch, path, err)) ||
+        (st = json_num(vc, "layer_norm_eps", 1e-5, &v->eps, path, err)) ||
+        (st = json_act(vc, "hidden_act", path, err)) ||
+        (st = json_int(tc, "vocab_size", 30524, &t->vocab, path, err)) ||
+        (st = json_int(tc, "hidden_size", 768, &t->d, path, err)) ||
+        (st = json_int(tc, "encoder_hidden_size", 768, &t->enc_width, path, err)) ||
+        (st = json_int(tc, "intermediate_size", 3072, &t->d_ff, path, err)) ||
+        (st = json_int(tc, "num_hidden_layers", 12, &t->n_layer, path, err)) ||
+        (st = json_int(tc, "num_attention_heads", 8, &th, path, err)) ||
+        (st = json_int(tc, "max_position_embeddings", 512, &t->max_pos, path, err)) ||
+        (st = json_num(tc, "layer_norm_eps", 1e-12, &t->eps, path, err)) ||
+        (st = json_act(tc, "hidden_act", path, err)) ||
+        (st = json_int(root, "image_text_hidden_size", 256, &m->info.proj_dim, path, err)))
+        goto done;
+    v->n_head = o->n_head_vision > 0 ? o->n_head_vision : vh;
+    t->n_head = o->n_head_text > 0 ? o->n_head_text : th;
+    if (v->image_size % v->patch != 0) {
+        st = mf_err_set(err, MF_ERR_FORMAT, "%s: image_size %lld is not a multiple of patch_size %lld", path,
+                        (long long)v->image_size, (long long)v->patch);
+        goto done;
+    }
+    m->info.config_source = "config.json";
+done:
+    json_decref(root);
+    return st;
+}
+
+/* Original layout: no config file; everything from tensor shapes (models.md §4.5, §4.6). */
+static enum mf_status config_orig(struct mf_model *m, const struct mf_model_opts *o, struct mf_err *err)
+{
+    struct mf_vit_cfg *v = &m->vision.cfg;
+    struct mf_bert_cfg *t = &m->text.cfg;
+    const struct mf_st_entry *pe = get(m, "visual_encoder.pos_embed"),
+                             *pw = get(m, "visual_encoder.patch_embed.proj.weight"),
+                             *fc1 = get(m, "visual_encoder.blocks.0.mlp.fc1.weight");
+    const char *file = m->path;
+    if (!pe || !pw || !fc1)
+        return mf_err_set(err, MF_ERR_MISSING, "%s: cannot infer the vision configuration: missing %s", file,
+                          !pe ? "visual_encoder.pos_embed" : !pw ? "visual_encoder.patch_embed.proj.weight"
+                                                                : "visual_encoder.blocks.0.mlp.fc1.weight");
+    if (pe->ndim != 3 || pw->ndim != 4 || fc1->ndim != 2 || pw->shape[2] != pw->shape[3] || pw->shape[2] <= 0)
+        return mf_err_set(err, MF_ERR_SHAPE, "%s: unexpected shapes of visual_encoder.pos_embed / patch_embed", file);
+    v->d = pe->shape[2];
+    v->patch = pw->shape[2];
+    v->d_ff = fc1->shape[0];
+    v->n_layer = count_layers(m, "visual_encoder.blocks.%d.attn.qkv.weight");
+    int64_t g = (int64_t)llround(sqrt((double)(pe->shape[1] - 1)));
+    if (pe->shape[1] < 2 || g * g != pe->shape[1] - 1)
+        return mf_err_set(err, MF_ERR_SHAPE, "%s: visual_encoder.pos_embed has %lld positions, not 1 + a square grid",
+                          file, (long long)pe->shape[1]);
+    v->image_size = g * v->patch;
+    v->eps = 1e-6f;
+    v->n_head = o->n_head_vision > 0 ? o->n_head_vision : MF_MAX(1, v->d / 64);
+
+    const char *tp = m->info.has_text_encoder ? "text_encoder" : "text_decoder.bert";
+    char name[256];
+    snprintf(name, sizeof name, "%s.embeddings.word_embeddings.weight", tp);
+    const struct mf_st_entry *we = get(m, name);
+    snprintf(name, sizeof name, "%s.embeddings.position_embeddings.weight", tp);
+    const struct mf_st_entry *pos = get(m, name);
+    snprintf(name, sizeof name, "%s.encoder.layer.0.intermediate.dense.weight", tp);
+    const struct mf_st_entry *inter = get(m, name);
+    if (!inter && !m->info.has_text_encoder)
+        inter = get(m, "text_encoder.encoder.layer.0.intermediate.dense.weight");
+    snprintf(name, sizeof name, "%s.encoder.layer.0.crossattention.self.key.weight", tp);
+    const struct mf_st_entry *ck = get(m, name);
+    if (!we)
+        we = get(m, "text_encoder.embeddings.word_embeddings.weight");
+    if (!pos)
+        pos = get(m, "text_encoder.embeddings.position_embeddings.weight");
+    if (!ck)
+        ck = get(m, "text_encoder.encoder.layer.0.crossattention.self.key.weight");
+    if (!m->info.has_text_encoder && !m->info.has_decoder)
+        return MF_OK;
+    if (!we || !pos || !inter || !ck || we->ndim != 2 || pos->ndim != 2 || inter->ndim != 2 || ck->ndim != 2)
+        return mf_err_set(err, MF_ERR_MISSING, "%s: cannot infer the text configuration (embeddings, layer 0)", file);
+    t->vocab = we->shape[0];
+    t->d = we->shape[1];
+    t->max_pos = pos->shape[0];
+    t->d_ff = inter->shape[0];
+    t->enc_width = ck->shape[1];
+    snprintf(name, sizeof name, "%s.encoder.layer.%%d.attention.self.query.weight", tp);
+    t->n_layer = count_layers(m, name);
+    t->eps = 1e-12f;
+    t->n_head = o->n_head_text > 0 ? o->n_head_text : MF_MAX(1, t->d / 64);
+    const struct mf_st_entry *vp = get(m, "vision_proj.weight");
+    m->info.proj_dim = vp && vp->ndim == 2 ? vp->shape[0] : 0;
+    m->info.config_source = "inferred from tensor shapes";
+    return MF_OK;
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+static enum mf_status load_vocab(struct mf_model *m, const struct mf_model_opts *o, struct mf_err *err)
+{
+    char path[4096];
+    enum mf_status st;
+    if (o->vocab_path)
+        snprintf(path, sizeof path, "%s", o->vocab_path);
+    else
+        mf_fs_join(path, sizeof path, mf_checkpoint_dir(m->ck), "vocab.txt");
+    if (!mf_fs_exists(path))
+        return mf_err_set(err, MF_ERR_MISSING, "%s: vocabulary not found (pass --vocab FILE)", path);
+    if ((st = mf_vocab_load(path, &m->vocab, err)) || (st = mf_vocab_add_blip_tokens(m->vocab, err)))
+        return st;
+    int64_t rows = m->info.has_text_encoder ? m->text.cfg.vocab : m->dec.cfg.vocab;
+    if (mf_vocab_size(m->vocab) > rows)
+        return mf_err_set(err, MF_ERR_SHAPE,
+                          "%s: %d tokens (with [DEC] and [ENC] added) but the model's word embeddings have %lld rows",
+                          path, mf_vocab_size(m->vocab), (long long)rows);
+    int32_t pad = mf_vocab_special(m->vocab, MF_TOK_PAD), cls = mf_vocab_special(m->vocab, MF_TOK_CLS),
+            sep = mf_vocab_special(m->vocab, MF_TOK_SEP), unk = mf_vocab_special(m->vocab, MF_TOK_UNK);
+    if (pad < 0 || cls < 0 || sep < 0 || unk < 0)
+        return mf_err_set(err, MF_ERR_MISSING, "%s: the vocabulary lacks one of [PAD] [UNK] [CLS] [SEP]", path);
+    m->info.pad_id = pad;
+    m->info.cls_id = cls;
+    m->info.sep_id = sep;
+    m->info.first_token_dec = mf_vocab_special(m->vocab, MF_TOK_DEC);
+    int32_t enc = mf_vocab_special(m->vocab, MF_TOK_ENC);
+    enum mf_itm_token it = o->itm_token;
+    if (it == MF_ITM_TOKEN_AUTO)
+        it = m->info.layout == MF_LAYOUT_BLIP_ORIG ? MF_ITM_TOKEN_ENC : MF_ITM_TOKEN_CLS;
+    m->info.first_token_itm = it == MF_ITM_TOKEN_ENC ? enc : cls;
+    return MF_OK;
+}
+
+static enum mf_status alloc_layers(struct mf_model *m, struct mf_err *err)
+{
+    if (m->info.has_vision && !(m->vision.layers = mf_calloc((size_t)m->vision.cfg.n_layer, sizeof(struct mf_vit_layer))))
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    if (m->info.has_text_encoder &&
+        !(m->text.layers = mf_calloc((size_t)m->text.cfg.n_layer, sizeof(struct mf_bert_layer))))
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    if (m->info.has_decoder && !(m->dec.layers = mf_calloc((size_t)m->dec.cfg.n_layer, sizeof(struct mf_bert_layer))))
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    for (int64_t l = 0; m->text.layers && l < m->text.cfg.n_layer; l++)
+        m->text.layers[l].has_cross = true;
+    for (int64_t l = 0; m->dec.layers && l < m->dec.cfg.n_layer; l++)
+        m->dec.layers[l].has_cross = true;
+    return MF_OK;
+}
+
+static void fill_info(struct mf_model *m, const struct mf_model_opts *o)
+{
+    struct mf_model_info *i = &m->info;
+    const struct mf_vit_cfg *v = &m->vision.cfg;
+    const struct mf_bert_cfg *t = i->has_text_encoder ? &m->text.cfg : &m->dec.cfg;
+    i->vision = (struct mf_vit_info){v->d, v->n_layer, v->n_head, v->d_ff, v->patch, v->image_size, v->n_tok, v->eps};
+    i->text = (struct mf_bert_info){t->d, t->n_layer, t->n_head, t->d_ff, t->vocab, t->max_pos, t->enc_width, t->eps};
+    i->max_tokens = o->max_tokens > 0 ? o->max_tokens : 35;
+    i->clean = o->clean != MF_CLEAN_AUTO ? o->clean
+                                         : (i->layout == MF_LAYOUT_BLIP_ORIG ? MF_CLEAN_BLIP : MF_CLEAN_NONE);
+}
+
+enum mf_status mf_model_load(const char *path, const struct mf_model_opts *opts, struct mf_model **out,
+                             struct mf_err *err)
+{
+    struct mf_model_opts o = opts ? *opts : mf_model_opts_default();
+    enum mf_status st;
+    *out = NULL;
+    struct mf_model *m = mf_calloc(1, sizeof *m);
+    if (!m)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    if (!(m->path = mf_strdup(path))) {
+        st = mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((st = mf_checkpoint_open(path, &m->ck, err)))
+        goto fail;
+    m->n_tensors = mf_checkpoint_count(m->ck);
+    if (!(m->tensors = mf_calloc(m->n_tensors ? m->n_tensors : 1, sizeof *m->tensors))) {
+        st = mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const struct mf_st_entry *e = mf_checkpoint_at(m->ck, i, NULL);
+        struct mf_model_tensor *t = &m->tensors[i];
+        t->name = e->name;
+        t->dtype = e->dtype;
+        t->ndim = e->ndim;
+        memcpy(t->shape, e->shape, sizeof t->shape);
+        t->role = unused_role;
+        t->data = e->data;
+        t->nbytes = e->nbytes;
+        t->tied_to = -1;
+        t->layer = -1;
+    }
+
+    struct mf_model_info *info = &m->info;
+    const struct mf_layout_def *def;
+    info->family = MF_FAMILY_BLIP;
+    if (has(m, "vision_model.embeddings.patch_embedding.weight")) {
+        info->layout = MF_LAYOUT_BLIP_HF;
+        def = &mf_layout_blip_hf;
+    } else if (has(m, "visual_encoder.patch_embed.proj.weight")) {
+        info->layout = MF_LAYOUT_BLIP_ORIG;
+        def = &mf_layout_blip_orig;
+    } else {
+        st = mf_err_set(err, MF_ERR_UNSUPPORTED,
+                        "%s: not a BLIP checkpoint: no vision_model.* (Hugging Face) or visual_encoder.* (original) "
+                        "patch embedding",
+                        path);
+        goto fail;
+    }
+    info->layout_name = def->name;
+    info->has_vision = true;
+    info->has_text_encoder = has(m, "text_encoder.embeddings.word_embeddings.weight");
+    info->has_decoder = o.load_decoder && has(m, "text_decoder.bert.encoder.layer.0.attention.self.query.weight");
+    info->has_itc = info->has_text_encoder && has(m, "vision_proj.weight") && has(m, "text_proj.weight");
+    info->has_itm = info->has_text_encoder && has(m, "itm_head.weight");
+    info->has_momentum = has(m, "visual_encoder_m.patch_embed.proj.weight");
+
+    if (info->layout == MF_LAYOUT_BLIP_HF)
+        st = config_hf(m, mf_checkpoint_dir(m->ck), &o, err);
+    else
+        st = config_orig(m, &o, err);
+    if (st)
+        goto fail;
+    struct mf_vit_cfg *v = &m->vision.cfg;
+    v->grid = v->image_size / v->patch;
+    v->n_tok = v->grid * v->grid + 1;
+    v->act = MF_ACT_GELU;
+    v->fused_qkv = true;
+    v->patch_bias = true;
+    m->text.cfg.cross_from = 0;
+    m->dec.cfg = m->text.cfg; /* the decoder stack has the text encoder's shape in BLIP */
+    if ((st = heads_check(v->d, v->n_head, "vision", err)) ||
+        ((info->has_text_encoder || info->has_decoder) && (st = heads_check(m->text.cfg.d, m->text.cfg.n_head, "text", err))))
+        goto fail;
+    if ((info->has_text_encoder || info->has_decoder) && m->text.cfg.enc_width != v->d) {
+        st = mf_err_set(err, MF_ERR_SHAPE, "%s: text cross-attention width %lld differs from the vision width %lld",
+                        path, (long long)m->text.cfg.enc_width, (long long)v->d);
+        goto fail;
+    }
+    if (!info->has_text_encoder && !info->has_decoder) {
+        st = mf_err_set(err, MF_ERR_MISSING, "%s: the checkpoint has a vision tower but no text encoder or decoder",
+                        path);
+        goto fail;
+    }
+    if ((st = alloc_layers(m, err)) || (st = mf_layout_bind(m, def, err)))
+        goto fail;
+    if (info->has_decoder) {
+        struct mf_lm_head *lm = &m->lm;
+        lm->V = m->dec.cfg.vocab;
+        if (!lm->dec_w)
+            lm->dec_w = m->dec.word; /* tied to the word embeddings (§4.3) */
+        if (!lm->dec_b)
+            lm->dec_b = lm->dec_b_alt;
+        if (!lm->dec_b) {
+            st = mf_err_set(err, MF_ERR_MISSING,
+                            "%s: tensor 'text_decoder.cls.predictions.bias' (or '.decoder.bias') is missing", path);
+            goto fail;
+        }
+    }
+    fill_info(m, &o);
+    if ((st = load_vocab(m, &o, err)))
+        goto fail;
+    *out = m;
+    return MF_OK;
+fail:
+    mf_model_free(m);
+    return st;
+}
+
+void mf_model_free(struct mf_model *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; m->tensors && i < m->n_tensors; i++)
+        if (m->tensors[i].role != unused_role)
+            mf_free((void *)m->tensors[i].role);
+    mf_free(m->tensors);
+    mf_free(m->vision.layers);
+    mf_free(m->text.layers);
+    mf_free(m->dec.layers);
+    mf_free_aligned(m->f32_block);
+    mf_vocab_free(m->vocab);
+    mf_checkpoint_close(m->ck);
+    mf_free(m->path);
+    mf_free(m);
+}
+
+const struct mf_model_info *mf_model_get_info(const struct mf_model *m) { return &m->info; }
+size_t mf_model_n_tensors(const struct mf_model *m) { return m->n_tensors; }
+const struct mf_model_tensor *mf_model_tensor_at(const struct mf_model *m, size_t i)
+{
+    return i < m->n_tensors ? &m->tensors[i] : NULL;
+}
+
+enum mf_status mf_model_tokenize(const struct mf_model *m, const char *text, int max_len, int32_t *ids,
+                                 int32_t *mask, struct mf_err *err)
+{
+    enum mf_status st;
+    if (max_len < 2 || max_len > m->info.text.max_pos)
+        return mf_err_set(err, MF_ERR_ARG, "max tokens %d outside [2, %lld]", max_len, (long long)m->info.text.max_pos);
+    size_t cap = strlen(text) + 16;
+    char *clean = mf_malloc(cap);
+    if (!clean)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    enum mf_caption_style style = m->info.clean == MF_CLEAN_BLIP        ? MF_CAPTION_BLIP
+                                  : m->info.clean == MF_CLEAN_MULTIFLOW ? MF_CAPTION_MULTIFLOW
+                                                                        : MF_CAPTION_NONE;
+    int max_words = m->info.clean == MF_CLEAN_MULTIFLOW ? 40 : 50;
+    st = mf_pre_caption(text, max_words, style, clean, cap, err);
+    if (!st)
+        st = mf_wordpiece_encode(m->vocab, clean, max_len, ids, mask, NULL, err);
+    mf_free(clean);
+    return st;
+}
+
+/* ---- sessions and forward entry points ---------------------------------------------------- */
+
+enum mf_status mf_session_create(const struct mf_model *m, int n_threads, struct mf_session **out,
+                                 struct mf_err *err)
+{
+    struct mf_session *s = mf_calloc(1, sizeof *s);
+    if (!s)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    if (n_threads < 1)
+        n_threads = 1;
+    s->m = m;
+    s->n_threads = n_threads;
+    s->pool = mf_pool_create(n_threads);
+    if (!s->pool) {
+        mf_free(s);
+        return mf_err_set(err, MF_ERR_NOMEM, "cannot start %d threads", n_threads);
+    }
+    mf_nn_init(n_threads);
+    mf_arena_init(&s->arena, (size_t)16 << 20);
+    *out = s;
+    return MF_OK;
+}
+
+void mf_session_free(struct mf_session *s)
+{
+    if (!s)
+        return;
+    mf_pool_free(s->pool);
+    mf_arena_free(&s->arena);
+    mf_free(s);
+}
+
+void mf_model_linear(struct mf_session *s, float *y, const float *x, int64_t ldx, const struct mf_linear *lin,
+                     int64_t T, const int32_t *row_valid)
+{
+    if (s->observe && lin->tid >= 0)
+        s->observe(s->observe_ud, lin->tid, x, ldx, T, lin->in, row_valid);
+    mf_linear_forward(s->pool, y, x, ldx, lin->w, lin->b, T, lin->in, lin->out);
+}
+
+/* Projects row 0 of each of B sequences (B, T, d) and L2-normalises: feat (B, proj). */
+static enum mf_status project_cls(struct mf_session *s, const struct mf_linear *proj, const float *h, int64_t B,
+                                  int64_t T, float *feat, struct mf_err *err)
+{
+    float *tmp = mf_arena_f32(&s->arena, B * proj->out);
+    if (!tmp)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    mf_linear_forward(NULL, tmp, h, T * proj->in, proj->w, proj->b, B, proj->in, proj->out);
+    mf_l2_normalize_rows(feat, tmp, B, proj->out, 1e-12f);
+    return MF_OK;
+}
+
+enum mf_status mf_encode_images(struct mf_session *s, const float *images, int64_t B, float *image_embeds,
+                                float *img_feat, struct mf_err *err)
+{
+    const struct mf_model *m = s->m;
+    const struct mf_vit_cfg *c = &m->vision.cfg;
+    enum mf_status st;
+    if (img_feat && !m->info.has_itc)
+        return mf_err_set(err, MF_ERR_UNSUPPORTED, "this checkpoint has no ITC projections (vision_proj/text_proj)");
+    mf_arena_reset(&s->arena);
+    float *emb = image_embeds ? image_embeds : mf_arena_f32(&s->arena, B * c->n_tok * c->d);
+    if (!emb)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    if ((st = mf_vit_forward(s, &m->vision, images, B, emb, err)))
+        return st;
+    if (img_feat)
+        return project_cls(s, &m->vision_proj, emb, B, c->n_tok, img_feat, err);
+    return MF_OK;
+}
+
+enum mf_status mf_encode_texts(struct mf_session *s, const int32_t *ids, const int32_t *mask, int64_t B,
+                               int64_t L, float *text_hidden, float *txt_feat, struct mf_err *err)
+{
+    const struct mf_model *m = s->m;
+    enum mf_status st;
+    if (!m->info.has_text_encoder)
+        return mf_err_set(err, MF_ERR_UNSUPPORTED, "this checkpoint has no text encoder");
+    if (txt_feat && !m->info.has_itc)
+        return mf_err_set(err, MF_ERR_UNSUPPORTED, "this checkpoint has no ITC projections (vision_proj/text_proj)");
+    mf_arena_reset(&s->arena);
+    float *h = text_hidden ? text_hidden : mf_arena_f32(&s->arena, B * L * m->text.cfg.d);
+    if (!h)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    if ((st = mf_bert_forward(s, &m->text, ids, mask, B, L, NULL, 0, false, h, err)))
+        return st;
+    if (txt_feat)
+        return project_cls(s, &m->text_proj, h, B, L, txt_feat, err);
+    return MF_OK;
+}
+
+/* ids with position 0 of every row replaced by tok (arena copy). */
+static int32_t *with_first(struct mf_session *s, const int32_t *ids, int64_t B, int64_t L, int32_t tok)
+{
+    int32_t *c = mf_arena_alloc(&s->arena, (size_t)(B * L) * sizeof *c);
+    if (!c)
+        return NULL;
+    memcpy(c, ids, (size_t)(B * L) * sizeof *c);
+    for (int64_t b = 0; b < B; b++)
+        c[b * L] = tok;
+    return c;
+}
+
+static enum mf_status itm_run(struct mf_session *s, const float *image_embeds, const int32_t *ids,
+                              const int32_t *mask, int64_t B, int64_t L, float *prob, float *logits, float *hidden,
+                              struct mf_err *err)
+{
+    const struct mf_model *m = s->m;
+    enum mf_status st;
+    if (!m->info.has_itm)
+        return mf_err_set(err, MF_ERR_UNSUPPORTED, "this checkpoint has no ITM head (itm_head) and text encoder");
+    int32_t *ids0 = with_first(s, ids, B, L, m->info.first_token_itm);
+    float *h = hidden ? hidden : mf_arena_f32(&s->arena, B * L * m->text.cfg.d);
+    float *lg = mf_arena_f32(&s->arena, B * 2);
+    if (!ids0 || !h || !lg)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    if ((st = mf_bert_forward(s, &m->text, ids0, mask, B, L, image_embeds, m->vision.cfg.n_tok, false, h, err)))
+        return st;
+    mf_linear_forward(NULL, lg, h, L * m->text.cfg.d, m->itm_head.w, m->itm_head.b, B, m->text.cfg.d, 2);
+    if (logits)
+        memcpy(logits, lg, (size_t)B * 2 * sizeof *lg);
+    if (prob) {
+        float p[2];
+        for (int64_t b = 0; b < B; b++) {
+            mf_softmax_rows(p, lg + 2 * b, 1, 2);
+            prob[b] = p[1];
+        }
+    }
+    return MF_OK;
+}
+
+enum mf_status mf_itm_pairs(struct mf_session *s, const float *image_embeds, const int32_t *ids,
+                            const int32_t *mask, int64_t B, int64_t L, float *prob, float *logits, float *hidden,
+                            struct mf_err *err)
+{
+    mf_arena_reset(&s->arena);
+    return itm_run(s, image_embeds, ids, mask, B, L, prob, logits, hidden, err);
+}
+
+static enum mf_status decoder_run(struct mf_session *s, const float *image_embeds, const int32_t *ids,
+                                  const int32_t *mask, int64_t B, int64_t L, float *nll, float *logits,
+                                  struct mf_err *err)
+{
+    const struct mf_model *m = s->m;
+    const struct mf_lm_head *lm = &m->lm;
+    const int64_t d = m->dec.cfg.d, V = lm->V;
+    enum mf_status st;
+    if (!m->info.has_decoder)
+        return mf_err_set(err, MF_ERR_UNSUPPORTED, "this checkpoint has no text decoder");
+    if (m->info.first_token_dec < 0 || m->info.first_token_dec >= V)
+        return mf_err_set(err, MF_ERR_RANGE, "[DEC] id %d outside the decoder vocabulary", m->info.first_token_dec);
+    int32_t *ids0 = with_first(s, ids, B, L, m->info.first_token_dec);
+    float *h = mf_arena_f32(&s->arena, B * L * d);
+    float *z = mf_arena_f32(&s->arena, B * L * d);
+    float *lg = logits ? logits : mf_arena_f32(&s->arena, B * L * V);
+    if (!ids0 || !h || !z || !lg)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    if ((st = mf_bert_forward(s, &m->dec, ids0, mask, B, L, image_embeds, m->vision.cfg.n_tok, true, h, err)))
+        return st;
+    /* LM head: LN(GELU(dense(h))) W_dec^T + b (the observer does not see heads) */
+    mf_linear_forward(s->pool, z, h, d, lm->dense.w, lm->dense.b, B * L, d, d);
+    mf_gelu_forward(s->pool, z, z, B * L * d);
+    mf_layernorm_forward(s->pool, z, NULL, NULL, z, lm->ln.w, lm->ln.b, B * L, d, m->dec.cfg.eps);
+    mf_linear_forward(s->pool, lg, z, d, lm->dec_w, lm->dec_b, B * L, d, V);
+    if (!nll)
+        return MF_OK;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t n_real = 0;
+        for (int64_t t = 0; t < L; t++)
+            n_real += mask[b * L + t] != 0;
+        double sum = 0;
+        int64_t n = 0;
+        for (int64_t t = 1; t < n_real; t++) {
+            const float *row = lg + (b * L + t - 1) * V;
+            float mx = row[0];
+            for (int64_t j = 1; j < V; j++)
+                mx = row[j] > mx ? row[j] : mx;
+            double se = 0;
+            for (int64_t j = 0; j < V; j++)
+                se += exp((double)row[j] - mx);
+            sum += (log(se) + mx) - row[ids[b * L + t]];
+            n++;
+        }
+        nll[b] = n ? (float)(sum / (double)n) : NAN;
+    }
+    return MF_OK;
+}
+
+enum mf_status mf_decoder_pairs(struct mf_session *s, const float *image_embeds, const int32_t *ids,
+                                const int32_t *mask, int64_t B, int64_t L, float *nll, float *logits,
+                                struct mf_err *err)
+{
+    mf_arena_reset(&s->arena);
+    return decoder_run(s, image_embeds, ids, mask, B, L, nll, logits, err);
+}
+
+enum mf_status mf_score_pairs(struct mf_session *s, const float *images, const int32_t *ids, const int32_t *mask,
+                              int64_t B, int64_t L, float *itc, float *itm, float *lm, struct mf_err *err)
+{
+    const struct mf_model *m = s->m;
+    const struct mf_vit_cfg *c = &m->vision.cfg;
+    enum mf_status st;
+    mf_arena_reset(&s->arena);
+    float *emb = mf_arena_f32(&s->arena, B * c->n_tok * c->d);
+    if (!emb)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    if ((st = mf_vit_forward(s, &m->vision, images, B, emb, err)))
+        return st;
+    if (itc) {
+        if (m->info.has_itc) {
+            int64_t P = m->info.proj_dim;
+            float *fi = mf_arena_f32(&s->arena, B * P), *ft = mf_arena_f32(&s->arena, B * P);
+            float *h = mf_arena_f32(&s->arena, B * L * m->text.cfg.d);
+            if (!fi || !ft || !h)
+                return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+            if ((st = project_cls(s, &m->vision_proj, emb, B, c->n_tok, fi, err)) ||
+                (st = mf_bert_forward(s, &m->text, ids, mask, B, L, NULL, 0, false, h, err)) ||
+                (st = project_cls(s, &m->text_proj, h, B, L, ft, err)))
+                return st;
+            for (int64_t b = 0; b < B; b++) {
+                double dot = 0;
+                for (int64_t j = 0; j < P; j++)
+                    dot += (double)fi[b * P + j] * ft[b * P + j];
+                itc[b] = (float)dot;
+            }
+        } else {
+            for (int64_t b = 0; b < B; b++)
+                itc[b] = NAN;
+        }
+    }
+    if (itm) {
+        if (m->info.has_itm) {
+            if ((st = itm_run(s, emb, ids, mask, B, L, itm, NULL, NULL, err)))
+                return st;
+        } else {
+            for (int64_t b = 0; b < B; b++)
+                itm[b] = NAN;
+        }
+    }
+    if (lm) {
+        if (m->info.has_decoder) {
+            if ((st = decoder_run(s, emb, ids, mask, B, L, lm, NULL, err)))
+                return st;
+        } else {
+            for (int64_t b = 0; b < B; b++)
+                lm[b] = NAN;
+        }
+    }
+    return MF_OK;
+}
+
+const struct mf_model *mf_session_model(const struct mf_session *s) { return s->m; }

@@ -1,0 +1,138 @@
+/*
+ * models/model_impl.h: the loaded model's internal structure, shared by the family files.
+ *
+ * Layers: vit.c (ViT tower: BLIP, and later CLIP/X-VLM vision), bert.c (BERT stack with optional
+ * cross-attention and causal masking: BLIP text encoder/decoder, later X-VLM text/fusion),
+ * layout.c (generic name-table binder: checkpoint tensor -> struct field, shape check, f32
+ * conversion), blip.c (BLIP: layout detection, config, heads, public forward entry points).
+ *
+ * Memory: the model owns the checkpoint mapping and one f32 block holding every weight that was
+ * not already f32 and aligned in the mapping; all float pointers below point into one of the two.
+ * A session owns its pool and arena; activations live in the arena for one call.
+ */
+#ifndef MF_MODELS_MODEL_IMPL_H
+#define MF_MODELS_MODEL_IMPL_H
+
+#include "core/arena.h"
+#include "core/common.h"
+#include "core/pool.h"
+#include "multiflow/checkpoint.h"
+#include "multiflow/model.h"
+#include "text/wordpiece.h"
+
+enum mf_act { MF_ACT_GELU = 0, MF_ACT_QUICKGELU = 1 };
+
+struct mf_linear {
+    const float *w; /* (out, in) */
+    const float *b; /* (out) or NULL */
+    int64_t out, in;
+    int tid;        /* index of the weight in the model's tensor list, -1 if none */
+};
+
+struct mf_ln {
+    const float *w, *b; /* (d) */
+    int64_t d;
+};
+
+struct mf_vit_cfg {
+    int64_t d, n_layer, n_head, d_ff, patch, image_size, grid, n_tok;
+    float eps;
+    enum mf_act act;
+    bool fused_qkv;        /* BLIP: one qkv linear (3d, d); CLIP/X-VLM: q, k, v */
+    bool ln_pre;           /* LayerNorm before the blocks (CLIP, X-VLM) */
+    bool post_ln_cls_only; /* HF CLIP normalises only the CLS row */
+    bool patch_bias;
+};
+
+struct mf_vit_layer {
+    struct mf_ln ln1, ln2;
+    struct mf_linear qkv, q, k, v, proj, fc1, fc2;
+};
+
+struct mf_vit {
+    struct mf_vit_cfg cfg;
+    const float *patch_w; /* (d, 3*P*P) flattened conv weight in (c, ky, kx) order */
+    const float *patch_b; /* (d) or NULL */
+    const float *cls;     /* (d) */
+    const float *pos;     /* (n_tok, d) */
+    struct mf_ln ln_pre, ln_post;
+    struct mf_vit_layer *layers; /* (n_layer) */
+};
+
+struct mf_bert_cfg {
+    int64_t d, n_layer, n_head, d_ff, vocab, max_pos, enc_width;
+    int64_t cross_from; /* first layer with cross-attention (0 for BLIP; n_layer = none) */
+    float eps;
+    bool token_type;    /* X-VLM adds token_type_embeddings[0] */
+};
+
+struct mf_bert_layer {
+    struct mf_linear q, k, v, o;
+    struct mf_ln ln_attn;
+    bool has_cross;
+    struct mf_linear cq, ck, cv, co;
+    struct mf_ln ln_cross;
+    struct mf_linear inter, out;
+    struct mf_ln ln_out;
+};
+
+struct mf_bert {
+    struct mf_bert_cfg cfg;
+    const float *word;      /* (vocab, d) */
+    const float *pos;       /* (max_pos, d) */
+    const float *tok_type;  /* (2, d) or NULL */
+    struct mf_ln ln_emb;
+    struct mf_bert_layer *layers; /* (n_layer) */
+};
+
+struct mf_lm_head {
+    struct mf_linear dense; /* (d, d) */
+    struct mf_ln ln;
+    const float *dec_w;     /* (V, d): tied to the word embeddings when absent */
+    const float *dec_b;     /* (V) */
+    const float *dec_b_alt; /* (V) the same bias under its alias name, when present */
+    int64_t V;
+};
+
+/* Calibration hook (issue: prune). Called by every linear layer that has a tid, with its input
+ * rows x (T, in) (row stride ldx) and the per-row validity (NULL = all rows valid). */
+typedef void (*mf_observe_fn)(void *ud, int tid, const float *x, int64_t ldx, int64_t T, int64_t in,
+                              const int32_t *row_valid);
+
+struct mf_model {
+    struct mf_model_info info;
+    char *path;                      /* as given to mf_model_load */
+    struct mf_checkpoint *ck;
+    struct mf_vocab *vocab;
+    struct mf_model_tensor *tensors; /* (n_tensors), one per checkpoint tensor, checkpoint order */
+    size_t n_tensors;
+    float *f32_block;                /* converted weights */
+
+    struct mf_vit vision;
+    struct mf_bert text;     /* text encoder (HF ITM, orig) */
+    struct mf_bert dec;      /* text decoder stack (HF cap, orig) */
+    struct mf_lm_head lm;
+    struct mf_linear vision_proj, text_proj, itm_head;
+};
+
+struct mf_session {
+    const struct mf_model *m;
+    struct mf_pool *pool;
+    int n_threads;
+    struct mf_arena arena;
+    mf_observe_fn observe; /* NULL unless calibrating */
+    void *observe_ud;
+};
+
+/* vit.c: image_embeds (B, n_tok, d) from images (B, 3, R, R). */
+enum mf_status mf_vit_forward(struct mf_session *s, const struct mf_vit *vit, const float *images, int64_t B,
+                              float *out, struct mf_err *err);
+/* bert.c: hidden (B, L, d). enc (B, Ne, enc_width) or NULL to skip cross-attention. */
+enum mf_status mf_bert_forward(struct mf_session *s, const struct mf_bert *bert, const int32_t *ids,
+                               const int32_t *mask, int64_t B, int64_t L, const float *enc, int64_t Ne,
+                               bool causal, float *out, struct mf_err *err);
+/* Runs a linear layer and reports its input to the session's observer. */
+void mf_model_linear(struct mf_session *s, float *y, const float *x, int64_t ldx, const struct mf_linear *lin,
+                     int64_t T, const int32_t *row_valid);
+
+#endif
