@@ -38,25 +38,28 @@
 #define MR 6
 #define NR 16
 
-static inline __attribute__((always_inline)) void ukernel(const int mr, const bool full,
-                                                          int64_t nr, int64_t K, float alpha,
-                                                          const float *a, int64_t rsa, int64_t csa,
+/* 6 x 16 block of C. Rows >= mr read row 0 of A again (wasted work only on the last row block)
+ * and are not stored; written out by hand so that the 12 accumulators live in registers whatever
+ * the compiler's unrolling heuristics. */
+static inline __attribute__((always_inline)) void ukernel(const bool full, int mr, int64_t nr,
+                                                          int64_t K, float alpha, const float *a,
+                                                          int64_t rsa, int64_t csa,
                                                           const float *b, int64_t ldb, float *c,
                                                           int64_t ldc, bool acc)
 {
-    __m256 c0[MR], c1[MR];
     __m256i m0 = _mm256_setzero_si256(), m1 = _mm256_setzero_si256();
     if (!full) {
         m0 = mf_tail_mask8(MF_MIN(nr, 8));
         m1 = mf_tail_mask8(MF_MAX(nr - 8, 0));
     }
-    for (int r = 0; r < mr; r++) {
-        c0[r] = _mm256_setzero_ps();
-        c1[r] = _mm256_setzero_ps();
-    }
+    const float *a0 = a, *a1 = mr > 1 ? a + rsa : a, *a2 = mr > 2 ? a + 2 * rsa : a;
+    const float *a3 = mr > 3 ? a + 3 * rsa : a, *a4 = mr > 4 ? a + 4 * rsa : a;
+    const float *a5 = mr > 5 ? a + 5 * rsa : a;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (int64_t k = 0; k < K; k++) {
         const float *bk = b + k * ldb;
-        __m256 b0, b1;
+        __m256 b0, b1, av;
         if (full) {
             b0 = _mm256_loadu_ps(bk);
             b1 = _mm256_loadu_ps(bk + 8);
@@ -64,17 +67,19 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, const bo
             b0 = _mm256_maskload_ps(bk, m0);
             b1 = _mm256_maskload_ps(bk + 8, m1);
         }
-        const float *ak = a + k * csa;
-        for (int r = 0; r < mr; r++) {
-            __m256 av = _mm256_broadcast_ss(ak + r * rsa);
-            c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
-            c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
-        }
+        const int64_t o = k * csa;
+#define ROW(R)                                                                                  \
+    av = _mm256_broadcast_ss(a##R + o);                                                         \
+    c##R##0 = _mm256_fmadd_ps(av, b0, c##R##0);                                                 \
+    c##R##1 = _mm256_fmadd_ps(av, b1, c##R##1);
+        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+#undef ROW
     }
     const __m256 va = _mm256_set1_ps(alpha);
+    __m256 acc0[MR] = {c00, c10, c20, c30, c40, c50}, acc1[MR] = {c01, c11, c21, c31, c41, c51};
     for (int r = 0; r < mr; r++) {
         float *cr = c + r * ldc;
-        __m256 r0 = _mm256_mul_ps(c0[r], va), r1 = _mm256_mul_ps(c1[r], va);
+        __m256 r0 = _mm256_mul_ps(acc0[r], va), r1 = _mm256_mul_ps(acc1[r], va);
         if (full) {
             if (acc) {
                 r0 = _mm256_add_ps(_mm256_loadu_ps(cr), r0);
@@ -93,32 +98,18 @@ static inline __attribute__((always_inline)) void ukernel(const int mr, const bo
     }
 }
 
-#define UK_CASE(MRV)                                                                            \
-    case MRV:                                                                                   \
-        if (full)                                                                               \
-            ukernel(MRV, true, nr, K, alpha, ai, rsa, csa, bj, ldb, cij, ldc, acc);             \
-        else                                                                                    \
-            ukernel(MRV, false, nr, K, alpha, ai, rsa, csa, bj, ldb, cij, ldc, acc);            \
-        break;
-
 static inline void block(int64_t i, int64_t j, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *a, int64_t rsa, int64_t csa, const float *b, int64_t ldb,
                          float *c, int64_t ldc, bool acc)
 {
     const int mr = (int)MF_MIN(MR, M - i);
     const int64_t nr = MF_MIN(NR, N - j);
-    const bool full = nr == NR;
     const float *ai = a + i * rsa, *bj = b + j;
     float *cij = c + i * ldc + j;
-    switch (mr) {
-        UK_CASE(6)
-        UK_CASE(5)
-        UK_CASE(4)
-        UK_CASE(3)
-        UK_CASE(2)
-        UK_CASE(1)
-    default: break;
-    }
+    if (nr == NR)
+        ukernel(true, mr, nr, K, alpha, ai, rsa, csa, bj, ldb, cij, ldc, acc);
+    else
+        ukernel(false, mr, nr, K, alpha, ai, rsa, csa, bj, ldb, cij, ldc, acc);
 }
 
 static void gemm_small(int64_t M, int64_t N, int64_t K, float alpha, const float *a, int64_t rsa,
