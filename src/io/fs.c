@@ -118,8 +118,14 @@ enum mf_status mf_fs_read_all(const char *path, char **buf, size_t *len, size_t 
                    (unsigned long long)sb.st_size, max_len);
         goto fail;
     }
-    /* regular files: one allocation of the stat size; pipes and the like: grow up to max_len */
-    cap = S_ISREG(sb.st_mode) ? (size_t)sb.st_size + 1 : 4096;
+    /* regular files: one allocation of the stat size plus the NUL and one spare byte, so EOF is
+     * seen without growing; pipes, /proc files (size 0) and files growing meanwhile: doubled, up
+     * to max_len */
+    cap = 4096;
+    if (S_ISREG(sb.st_mode) && sb.st_size > 0 && !mf_add_size((size_t)sb.st_size, 2, &cap)) {
+        mf_err_set(err, MF_ERR_RANGE, "%s: file size overflows", path);
+        goto fail;
+    }
     data = mf_malloc(cap);
     if (!data) {
         mf_err_set(err, MF_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, cap);

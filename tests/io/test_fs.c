@@ -55,6 +55,19 @@ static void test_read_all_and_list(void **state)
     assert_null(buf);
     assert_non_null(strstr(err.msg, "b.txt"));
     assert_non_null(strstr(err.msg, "5 bytes"));
+    /* a regular file is read with exactly one allocation, however large */
+    char *big = calloc(1, 100000);
+    memset(big, 'x', 99999);
+    snprintf(p, sizeof p, "%s/big.txt", dir);
+    assert_int_equal(mf_test_write_file(p, big, 99999), 0);
+    long before = mf_alloc_count();
+    assert_int_equal(mf_fs_read_all(p, &buf, &len, 1 << 20, &err), MF_OK);
+    assert_int_equal(mf_alloc_count() - before, 1);
+    assert_int_equal(len, 99999);
+    assert_string_equal(buf, big);
+    mf_free(buf);
+    free(big);
+    unlink(p);
     snprintf(p, sizeof p, "%s/a.txt", dir);
     assert_int_equal(mf_test_write_file(p, "", 0), 0);
     assert_int_equal(mf_fs_read_all(p, &buf, &len, 0, &err), MF_OK);
