@@ -363,7 +363,7 @@ static enum mf_status jpeg_decode(struct jpeg_dec *d, const uint8_t *buf, size_t
                                d->cinfo.num_components);
         goto fail;
     }
-    jpeg_start_decompress(&d->cinfo);
+    jpeg_start_decompress(&d->cinfo); /* progressive files are consumed whole here */
     int w = (int)d->cinfo.output_width, h = (int)d->cinfo.output_height;
     int nc = d->cinfo.output_components;
     if ((nc != 1 && nc != 3) || w != (int)d->cinfo.image_width ||
@@ -375,7 +375,8 @@ static enum mf_status jpeg_decode(struct jpeg_dec *d, const uint8_t *buf, size_t
     }
     if ((d->status = alloc_rgb(d->out, w, h, err, d->label)) != MF_OK)
         goto fail;
-    while (d->cinfo.output_scanline < d->cinfo.output_height) {
+    /* stop at the first sign of truncation: a 16-byte file may declare 16384x16384 pixels */
+    while (d->cinfo.output_scanline < d->cinfo.output_height && !d->truncated) {
         /* grey rows are decoded into the start of the RGB row, then spread right to left */
         uint8_t *row = d->out->rgb + (size_t)d->cinfo.output_scanline * (size_t)w * 3;
         JSAMPROW rp = row;
