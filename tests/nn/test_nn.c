@@ -155,7 +155,7 @@ static void test_linear(void **state)
     struct mf_pool *pool = mf_pool_create(2);
     float *x = frand(T * ldx, 1), *w = frand(OC * IC, 1), *b = frand(OC, 1);
     float *y = malloc(T * OC * sizeof *y);
-    struct lin_ctx c = {to_d(x, T * ldx), to_d(w, OC * IC), to_d(b, OC), T, IC, OC, ldx};
+    struct lin_ctx c = {to_d(x, T * ldx), to_d(w, OC * IC), NULL, T, IC, OC, ldx};
     double *yr = malloc(T * OC * sizeof *yr);
     for (int with_bias = 0; with_bias < 2; with_bias++) {
         c.b = with_bias ? to_d(b, OC) : NULL;
