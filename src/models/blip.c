@@ -308,7 +308,8 @@ enum mf_status mf_model_load(const char *path, const struct mf_model_opts *opts,
     if ((st = mf_checkpoint_open(path, &m->ck, err)))
         goto fail;
     m->n_tensors = mf_checkpoint_count(m->ck);
-    if (!(m->tensors = mf_calloc(m->n_tensors ? m->n_tensors : 1, sizeof *m->tensors))) {
+    if (!(m->tensors = mf_calloc(m->n_tensors ? m->n_tensors : 1, sizeof *m->tensors)) ||
+        !(m->w32 = mf_calloc(m->n_tensors ? m->n_tensors : 1, sizeof *m->w32))) {
         st = mf_err_set(err, MF_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -410,6 +411,7 @@ void mf_model_free(struct mf_model *m)
         if (m->tensors[i].role != unused_role)
             mf_free((void *)m->tensors[i].role);
     mf_free(m->tensors);
+    mf_free(m->w32);
     mf_free(m->vision.layers);
     mf_free(m->text.layers);
     mf_free(m->dec.layers);
@@ -484,7 +486,7 @@ void mf_model_linear(struct mf_session *s, float *y, const float *x, int64_t ldx
                      int64_t T, const int32_t *row_valid)
 {
     if (s->observe && lin->tid >= 0)
-        s->observe(s->observe_ud, lin->tid, x, ldx, T, lin->in, row_valid);
+        s->observe(s->observe_ud, lin->tid, x, ldx, T, lin->in, row_valid, s->n_seq);
     mf_linear_forward(s->pool, y, x, ldx, lin->w, lin->b, T, lin->in, lin->out);
 }
 
@@ -642,6 +644,32 @@ enum mf_status mf_decoder_pairs(struct mf_session *s, const float *image_embeds,
 {
     mf_arena_reset(&s->arena);
     return decoder_run(s, image_embeds, ids, mask, B, L, nll, logits, err);
+}
+
+enum mf_status mf_calibration_forward(struct mf_session *s, const float *images, const int32_t *ids,
+                                      const int32_t *mask, int64_t B, int64_t L, struct mf_err *err)
+{
+    const struct mf_model *m = s->m;
+    const struct mf_vit_cfg *c = &m->vision.cfg;
+    enum mf_status st;
+    mf_arena_reset(&s->arena);
+    s->n_seq = B;
+    float *emb = mf_arena_f32(&s->arena, B * c->n_tok * c->d);
+    if (!emb)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    if ((st = mf_vit_forward(s, &m->vision, images, B, emb, err)))
+        return st;
+    if (m->info.has_text_encoder) {
+        int32_t *ids0 = with_first(s, ids, B, L, m->info.first_token_itm);
+        float *h = mf_arena_f32(&s->arena, B * L * m->text.cfg.d);
+        if (!ids0 || !h)
+            return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+        if ((st = mf_bert_forward(s, &m->text, ids0, mask, B, L, emb, c->n_tok, false, h, err)))
+            return st;
+    }
+    if (m->info.has_decoder && (st = decoder_run(s, emb, ids, mask, B, L, NULL, NULL, err)))
+        return st;
+    return MF_OK;
 }
 
 enum mf_status mf_score_pairs(struct mf_session *s, const float *images, const int32_t *ids, const int32_t *mask,

@@ -245,8 +245,11 @@ static enum mf_status bind_rule(struct binder *bd, const struct mf_name_rule *r,
     struct mf_model_tensor *t = &m->tensors[idx];
     if ((r->flags & MF_RULE_PRUNABLE) && t->tied_to < 0)
         t->prunable = true;
-    /* The observer reports statistics under the tensor that owns the mask. */
-    lin->tid = (r->flags & MF_RULE_PRUNABLE) ? (t->tied_to >= 0 ? t->tied_to : idx) : -1;
+    /* Calibration statistics are recorded only by the module that owns the weight: a tied copy
+     * (decoder layer bound to the encoder's tensor, or its own copy of it) records nothing, as in
+     * the reference, where only the text-encoder module is hooked (models.md §4.7). */
+    bool own = t->tied_to < 0 && strcmp(t->name, wname) == 0;
+    lin->tid = (r->flags & MF_RULE_PRUNABLE) && own ? idx : -1;
     if (r->kind == MF_BIND_LINEAR_NOBIAS)
         return MF_OK;
     snprintf(wname, sizeof wname, "%s.bias", name);
@@ -306,8 +309,10 @@ static enum mf_status convert_all(struct binder *bd, struct mf_err *err)
     size_t used = 0;
     for (size_t i = 0; i < bd->n; i++) {
         const struct mf_st_entry *e = bd->b[i].e;
+        int ti = tensor_index(m, e);
         if (e->dtype == MF_DTYPE_F32 && ((uintptr_t)e->data % 4) == 0) {
             *bd->b[i].dst = (const float *)e->data;
+            m->w32[ti] = *bd->b[i].dst;
             continue;
         }
         const float *prev = NULL;
@@ -316,6 +321,7 @@ static enum mf_status convert_all(struct binder *bd, struct mf_err *err)
                 prev = *bd->b[j].dst;
         if (prev) {
             *bd->b[i].dst = prev;
+            m->w32[ti] = prev;
             continue;
         }
         int64_t n = (int64_t)(e->nbytes / mf_dtype_size(e->dtype));
@@ -323,6 +329,7 @@ static enum mf_status convert_all(struct binder *bd, struct mf_err *err)
         mf_convert_to_f32(dst, e->data, e->dtype, n);
         used += (size_t)n;
         *bd->b[i].dst = dst;
+        m->w32[ti] = dst;
     }
     return MF_OK;
 }

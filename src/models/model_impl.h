@@ -94,10 +94,12 @@ struct mf_lm_head {
     int64_t V;
 };
 
-/* Calibration hook (issue: prune). Called by every linear layer that has a tid, with its input
- * rows x (T, in) (row stride ldx) and the per-row validity (NULL = all rows valid). */
+/* Calibration hook. Called by every linear layer that has a tid (the prunable weight's model tensor
+ * index), with its input rows x (T, in) (row stride ldx), the per-row validity (NULL = all rows
+ * valid: image tokens; else the text attention mask, padding = 0) and the number of sequences the
+ * T rows belong to (the batch size). */
 typedef void (*mf_observe_fn)(void *ud, int tid, const float *x, int64_t ldx, int64_t T, int64_t in,
-                              const int32_t *row_valid);
+                              const int32_t *row_valid, int64_t n_seq);
 
 struct mf_model {
     struct mf_model_info info;
@@ -107,6 +109,7 @@ struct mf_model {
     struct mf_model_tensor *tensors; /* (n_tensors), one per checkpoint tensor, checkpoint order */
     size_t n_tensors;
     float *f32_block;                /* converted weights */
+    const float **w32;               /* (n_tensors) f32 data of every bound tensor, NULL if unbound */
 
     struct mf_vit vision;
     struct mf_bert text;     /* text encoder (HF ITM, orig) */
@@ -121,6 +124,7 @@ struct mf_session {
     int n_threads;
     struct mf_arena arena;
     mf_observe_fn observe; /* NULL unless calibrating */
+    int64_t n_seq;         /* sequences in the current call, passed to the observer */
     void *observe_ud;
 };
 
@@ -131,6 +135,14 @@ enum mf_status mf_vit_forward(struct mf_session *s, const struct mf_vit *vit, co
 enum mf_status mf_bert_forward(struct mf_session *s, const struct mf_bert *bert, const int32_t *ids,
                                const int32_t *mask, int64_t B, int64_t L, const float *enc, int64_t Ne,
                                bool causal, float *out, struct mf_err *err);
+/* blip.c: the MULTIFLOW calibration passes for B pairs (models.md §4.7): vision; image-grounded
+ * text encoder (first token per layout); text decoder with [DEC], causal, and its LM head. Outputs
+ * are discarded; the session's observer sees every prunable linear's input. */
+enum mf_status mf_calibration_forward(struct mf_session *s, const float *images, const int32_t *ids,
+                                      const int32_t *mask, int64_t B, int64_t L, struct mf_err *err);
+/* The f32 weights of model tensor i (NULL if the forward pass does not use it). */
+static inline const float *mf_model_weight_f32(const struct mf_model *m, size_t i) { return m->w32[i]; }
+
 /* Runs a linear layer and reports its input to the session's observer. */
 void mf_model_linear(struct mf_session *s, float *y, const float *x, int64_t ldx, const struct mf_linear *lin,
                      int64_t T, const int32_t *row_valid);
