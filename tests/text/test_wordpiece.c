@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "io/annotations.h"
 #include "text/unicase.h"
 #include "text/wordpiece.h"
 
@@ -309,6 +310,36 @@ static void test_alloc_failures(void **state)
     free(buf);
 }
 
+/* The bundled tiny BLIP vocabulary covers every caption of data/shapes without [UNK], and BLIP's
+ * added tokens land at 105/106 as data/models/README.md says. */
+static void test_bundled_vocab(void **state)
+{
+    (void)state;
+    struct mf_err err = {0};
+    struct mf_vocab *v = NULL;
+    struct mf_annotations *a = NULL;
+    assert_int_equal(mf_vocab_load(mf_test_path("data/models/blip-tiny/vocab.txt"), &v, &err),
+                     MF_OK);
+    assert_int_equal(mf_vocab_size(v), 105);
+    assert_int_equal(mf_vocab_add_blip_tokens(v, &err), MF_OK);
+    assert_int_equal(mf_vocab_special(v, MF_TOK_DEC), 105);
+    assert_int_equal(mf_vocab_special(v, MF_TOK_ENC), 106);
+    assert_int_equal(mf_annotations_load(mf_test_path("data/shapes/annotations.json"), NULL, &a,
+                                         &err), MF_OK);
+    int32_t unk = mf_vocab_special(v, MF_TOK_UNK);
+    for (int64_t i = 0; i < a->n_pairs; i++) {
+        int32_t ids[35];
+        int n_real = 0;
+        assert_int_equal(mf_wordpiece_encode(v, a->caption[i], 35, ids, NULL, &n_real, &err),
+                         MF_OK);
+        assert_true(n_real > 3 && n_real < 35);
+        for (int k = 0; k < n_real; k++)
+            assert_int_not_equal(ids[k], unk);
+    }
+    mf_annotations_free(a);
+    mf_vocab_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_vocab_validation),
         cmocka_unit_test(test_encode_errors),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_bundled_vocab),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
