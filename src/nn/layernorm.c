@@ -171,14 +171,30 @@ static void ln_bwd_kernel(void *p, int ith, int nth)
     if (a->dw || a->db) {
         int64_t c0, c1;
         mf_split_range(C, ith, nth, &c0, &c1);
+        float *dw = a->dw, *db = a->db;
         for (int64_t t = 0; t < a->T; t++) {
             const float *x = a->x + t * C, *dy = a->dy + t * C;
             const float m = a->mean[t], rs = a->rstd[t];
-            for (int64_t c = c0; c < c1; c++) {
-                if (a->dw)
-                    a->dw[c] = fmaf(dy[c], (x[c] - m) * rs, a->dw[c]);
-                if (a->db)
-                    a->db[c] += dy[c];
+            int64_t c = c0;
+            /* vector and scalar paths round identically (one FMA, one add per element), so
+             * where a thread's slice boundary falls does not change any bit */
+#ifdef MF_NN_AVX2
+            __m256 vm = _mm256_set1_ps(m), vr = _mm256_set1_ps(rs);
+            for (; c + 8 <= c1; c += 8) {
+                __m256 g = _mm256_loadu_ps(dy + c);
+                if (dw) {
+                    __m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + c), vm), vr);
+                    _mm256_storeu_ps(dw + c, _mm256_fmadd_ps(g, xh, _mm256_loadu_ps(dw + c)));
+                }
+                if (db)
+                    _mm256_storeu_ps(db + c, _mm256_add_ps(_mm256_loadu_ps(db + c), g));
+            }
+#endif
+            for (; c < c1; c++) {
+                if (dw)
+                    dw[c] = fmaf(dy[c], (x[c] - m) * rs, dw[c]);
+                if (db)
+                    db[c] += dy[c];
             }
         }
     }

@@ -11,6 +11,7 @@
 #include "nn/nn.h"
 
 #include <cblas.h>
+#include <limits.h>
 
 #include "core/common.h"
 
@@ -51,7 +52,7 @@ static void bias_fill_kernel(void *p, int ith, int nth)
 void mf_linear_forward(struct mf_pool *pool, float *y, const float *x, int64_t ldx, const float *w,
                        const float *b, int64_t T, int64_t IC, int64_t OC)
 {
-    MF_ASSERT(ldx >= IC);
+    MF_ASSERT(ldx >= IC && T <= INT_MAX && IC <= INT_MAX && OC <= INT_MAX && ldx <= INT_MAX);
     if (T <= 0 || OC <= 0)
         return;
     if (b) {
@@ -94,7 +95,7 @@ void mf_linear_backward(struct mf_pool *pool, float *dx, float *dw, float *db, c
                         const float *x, int64_t ldx, const float *w, int64_t T, int64_t IC,
                         int64_t OC)
 {
-    MF_ASSERT(ldx >= IC);
+    MF_ASSERT(ldx >= IC && T <= INT_MAX && IC <= INT_MAX && OC <= INT_MAX && ldx <= INT_MAX);
     if (T <= 0)
         return;
     if (dx && IC > 0) {
