@@ -192,53 +192,60 @@ static void softmax_row(float *s, int64_t n, int64_t jmax, const float *km)
         jmax = n;
         km = NULL;
     }
-    float m = -INFINITY;
-    int64_t j = 0;
 #ifdef MF_NN_AVX2
-    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    /* the last partial vector goes through masked loads/stores, so every key of every row takes
+     * the same vector path */
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), zero = _mm256_setzero_ps();
+    const int64_t jv = jmax & ~(int64_t)7, rem = jmax - jv;
+    const __m256i tm = mf_tail_mask8(rem);
+    const __m256 tmf = _mm256_castsi256_ps(tm);
     __m256 vmax = ninf;
-    for (; j + 8 <= jmax; j += 8) {
-        __m256 v = _mm256_loadu_ps(s + j);
-        if (km)
-            v = _mm256_blendv_ps(ninf, v,
-                                 _mm256_cmp_ps(_mm256_loadu_ps(km + j), _mm256_setzero_ps(),
-                                               _CMP_NEQ_OQ));
-        vmax = _mm256_max_ps(vmax, v);
+    for (int64_t j = 0; j < jmax; j += 8) {
+        const bool tail = j == jv;
+        __m256 v = tail ? _mm256_maskload_ps(s + j, tm) : _mm256_loadu_ps(s + j);
+        __m256 ok = tail ? tmf : _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+        if (km) {
+            __m256 kv = tail ? _mm256_maskload_ps(km + j, tm) : _mm256_loadu_ps(km + j);
+            ok = _mm256_and_ps(ok, _mm256_cmp_ps(kv, zero, _CMP_NEQ_OQ));
+        }
+        vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(ninf, v, ok));
     }
-    m = mf_hmax8(vmax);
-#endif
-    for (; j < jmax; j++)
+    const __m256 vm = _mm256_set1_ps(mf_hmax8(vmax));
+    __m256 vs = zero;
+    for (int64_t j = 0; j < jmax; j += 8) {
+        const bool tail = j == jv;
+        __m256 v = tail ? _mm256_maskload_ps(s + j, tm) : _mm256_loadu_ps(s + j);
+        __m256 e = mf_exp8(_mm256_sub_ps(v, vm));
+        if (km)
+            e = _mm256_mul_ps(e, tail ? _mm256_maskload_ps(km + j, tm) : _mm256_loadu_ps(km + j));
+        if (tail) {
+            e = _mm256_and_ps(e, tmf);
+            _mm256_maskstore_ps(s + j, tm, e);
+        } else {
+            _mm256_storeu_ps(s + j, e);
+        }
+        vs = _mm256_add_ps(vs, e);
+    }
+    const __m256 vinv = _mm256_set1_ps(1.0f / mf_hsum8(vs));
+    for (int64_t j = 0; j < jv; j += 8)
+        _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), vinv));
+    if (rem)
+        _mm256_maskstore_ps(s + jv, tm, _mm256_mul_ps(_mm256_maskload_ps(s + jv, tm), vinv));
+#else
+    float m = -INFINITY, sum = 0.0f;
+    for (int64_t j = 0; j < jmax; j++)
         if ((!km || km[j] != 0.0f) && s[j] > m)
             m = s[j];
-    float sum = 0.0f;
-    j = 0;
-#ifdef MF_NN_AVX2
-    const __m256 vm = _mm256_set1_ps(m);
-    __m256 vs = _mm256_setzero_ps();
-    for (; j + 8 <= jmax; j += 8) {
-        __m256 e = mf_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
-        if (km)
-            e = _mm256_mul_ps(e, _mm256_loadu_ps(km + j));
-        vs = _mm256_add_ps(vs, e);
-        _mm256_storeu_ps(s + j, e);
-    }
-    sum = mf_hsum8(vs);
-#endif
-    for (; j < jmax; j++) {
+    for (int64_t j = 0; j < jmax; j++) {
         float e = (!km || km[j] != 0.0f) ? mf_expf_fast(s[j] - m) : 0.0f;
         s[j] = e;
         sum += e;
     }
     const float inv = 1.0f / sum;
-    j = 0;
-#ifdef MF_NN_AVX2
-    const __m256 vinv = _mm256_set1_ps(inv);
-    for (; j + 8 <= jmax; j += 8)
-        _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), vinv));
-#endif
-    for (; j < jmax; j++)
+    for (int64_t j = 0; j < jmax; j++)
         s[j] *= inv;
-    for (j = jmax; j < n; j++)
+#endif
+    for (int64_t j = jmax; j < n; j++)
         s[j] = 0.0f;
 }
 
