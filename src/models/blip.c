@@ -241,6 +241,7 @@ static enum mf_status load_vocab(struct mf_model *m, const struct mf_model_opts 
         mf_fs_join(path, sizeof path, mf_checkpoint_dir(m->ck), "vocab.txt");
     if (!mf_fs_exists(path))
         return mf_err_set(err, MF_ERR_MISSING, "%s: vocabulary not found (pass --vocab FILE)", path);
+    snprintf(m->vocab_path, sizeof m->vocab_path, "%s", path);
     if ((st = mf_vocab_load(path, &m->vocab, err)) || (st = mf_vocab_add_blip_tokens(m->vocab, err)))
         return st;
     int64_t rows = m->info.has_text_encoder ? m->text.cfg.vocab : m->dec.cfg.vocab;

@@ -104,6 +104,7 @@ typedef void (*mf_observe_fn)(void *ud, int tid, const float *x, int64_t ldx, in
 struct mf_model {
     struct mf_model_info info;
     char *path;                      /* as given to mf_model_load */
+    char vocab_path[4096];           /* the vocabulary file in use */
     struct mf_checkpoint *ck;
     struct mf_vocab *vocab;
     struct mf_model_tensor *tensors; /* (n_tensors), one per checkpoint tensor, checkpoint order */
