@@ -71,6 +71,10 @@ expect_error() {
         fail "$name: killed by a signal (exit status $RC)"
         bad=1
     fi
+    if grep -qE 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$ERR"; then
+        fail "$name: a sanitizer reported an error"
+        bad=1
+    fi
     if [ -s "$OUT" ]; then
         fail "$name: stdout is not empty ($(wc -c <"$OUT") bytes): $(head -c 200 "$OUT")"
         bad=1
