@@ -205,6 +205,10 @@ expect_error pairs_negative "--pairs|'-3'" \
     "$MF" score --model "$HF" --pairs -3 --data "$SHAPES/annotations.json" --images "$SHAPES"
 expect_error caption_clean_unknown "--caption-clean|'fancy'" \
     "$MF" score --model "$HF" --caption-clean fancy --image "$TMP/img/0001.png" --text a
+expect_error max_tokens_past_positions "100|64" \
+    "$MF" score --model "$HF" --max-tokens 100 --image "$TMP/img/0001.png" --text a
+expect_error heads_not_dividing "64|3 heads" \
+    "$MF" score --model "$ORIG" --heads 3 --image "$TMP/img/0001.png" --text a
 expect_error eval_unknown_task "frobnicate" "$MF" eval frobnicate
 expect_error eval_no_task "usage" "$MF" eval
 expect_error eval_k_negative "--k|'-1'" \
