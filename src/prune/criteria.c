@@ -122,7 +122,7 @@ static void block_kernel(void *arg, int ith, int nth)
         case PH_L2_DIV: {
             double nrm = c->norm[t];
             for (int64_t j = j0; j < j1; j++) {
-                s[j] = nrm > 0 ? (float)(fabs((double)w[j]) / nrm) : 0.0f;
+                s[j] = nrm == 0 ? 0.0f : (float)(fabs((double)w[j]) / nrm); /* NaN norm propagates */
                 nf |= nonfinite(s[j]);
             }
             break;

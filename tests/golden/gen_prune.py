@@ -38,6 +38,7 @@ from blip_ref import st_write  # noqa: E402
 
 OUT = os.path.join(HERE, "prune")
 PCTS = (63, 75, 90)
+STRICT = [False]  # when set, a tie at a threshold is an error (the random golden must have none)
 
 # registration order (deliberately not sorted by name), modality, shape (out, in)
 TENSORS = [
@@ -57,6 +58,7 @@ def kth_mask(scores, k):
     if k < 1:
         return torch.ones_like(scores, dtype=torch.uint8)
     thr, _ = torch.kthvalue(scores.flatten(), k)
+    assert not STRICT[0] or int((scores == thr).sum()) == 1, "tie at a local threshold"
     return (scores > thr).to(torch.uint8)
 
 
@@ -67,6 +69,7 @@ def global_masks(scores, s):
     if k < 1:
         return {n: torch.ones_like(v, dtype=torch.uint8) for n, v in scores.items()}
     thr, _ = torch.kthvalue(flat, k)
+    assert not STRICT[0] or int((flat == thr).sum()) == 1, "tie at a global threshold"
     return {n: (v > thr).to(torch.uint8) for n, v in scores.items()}
 
 
@@ -129,6 +132,19 @@ def make_weights(gen, quantised):
         weights[name] = w.float()
         count[name] = float(torch.randint(3, 50, (1,), generator=gen).item())
         sumsq[name] = (torch.rand(i, generator=gen, dtype=torch.float64) * 4 + 0.01) * count[name]
+    if not quantised:
+        # random float32 normals repeat a magnitude now and then (LAMP would then rightly differ from
+        # the reference); nudge repeats until every |w| of the set is distinct
+        seen = set()
+        for name in weights:
+            flat = weights[name].flatten()
+            for j in range(flat.numel()):
+                v = flat[j].item()
+                while abs(v) in seen:
+                    v = float(torch.tensor(v * (1 + 2.0 ** -20), dtype=torch.float32))
+                flat[j] = v
+                seen.add(abs(v))
+            weights[name] = flat.view(weights[name].shape)
     return weights, sumsq, count
 
 
@@ -142,6 +158,7 @@ def common_tensors(weights, sumsq, count):
 
 
 def gen_random():
+    STRICT[0] = True
     gen = torch.Generator().manual_seed(1234)
     weights, sumsq, count = make_weights(gen, quantised=False)
     modality = {n: m for n, m, _ in TENSORS}
@@ -192,6 +209,7 @@ def gen_random():
 
 
 def gen_ties():
+    STRICT[0] = False
     gen = torch.Generator().manual_seed(99)
     weights, sumsq, count = make_weights(gen, quantised=True)
     meta = {"modality." + n: m for n, m, _ in TENSORS}
