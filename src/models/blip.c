@@ -348,8 +348,9 @@ enum mf_status mf_model_load(const char *path, const struct mf_model_opts *opts,
     info->has_vision = true;
     info->has_text_encoder = has(m, "text_encoder.embeddings.word_embeddings.weight");
     info->has_decoder = o.load_decoder && has(m, "text_decoder.bert.encoder.layer.0.attention.self.query.weight");
-    info->has_itc = info->has_text_encoder && has(m, "vision_proj.weight") && has(m, "text_proj.weight");
-    info->has_itm = info->has_text_encoder && has(m, "itm_head.weight");
+    /* A head counts as present when any of its tensors is, so a half-present head fails binding. */
+    info->has_itc = info->has_text_encoder && (has(m, "vision_proj.weight") || has(m, "text_proj.weight"));
+    info->has_itm = info->has_text_encoder && (has(m, "itm_head.weight") || has(m, "itm_head.bias"));
     info->has_momentum = has(m, "visual_encoder_m.patch_embed.proj.weight");
 
     if (info->layout == MF_LAYOUT_BLIP_HF)

@@ -86,6 +86,11 @@ st_patch "$ST" "$TMP/missing_head/model.safetensors" 's/"itm_head.weight"/"itm_h
 expect_error missing_itm_head_weight "$TMP/missing_head|itm_head.weight" \
     "$MF" inspect --model "$TMP/missing_head"
 
+mkhf missing_proj
+st_patch "$ST" "$TMP/missing_proj/model.safetensors" 's/"text_proj.weight"/"text_proe.weight"/'
+expect_error missing_text_proj_weight "$TMP/missing_proj|text_proj.weight" \
+    "$MF" inspect --model "$TMP/missing_proj"
+
 mkdir -p "$TMP/orig_missing"
 cp "$ORIG/vocab.txt" "$TMP/orig_missing/"
 st_patch "$ORIG/model.safetensors" "$TMP/orig_missing/model.safetensors" \
