@@ -52,9 +52,10 @@ static inline uint32_t float_key(float f, bool use_abs)
     memcpy(&u, &f, sizeof u);
     if (use_abs)
         u &= 0x7fffffffu;
-    if (u == 0x80000000u)
-        u = 0; /* -0 -> +0 */
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    u = u == 0x80000000u ? 0 : u; /* -0 -> +0 */
+    /* branchless (random signs would mispredict): negatives flip every bit, positives the sign */
+    uint32_t neg = (uint32_t)((int32_t)u >> 31);
+    return u ^ (neg | 0x80000000u);
 }
 
 static inline bool bits_nonfinite(float f)
@@ -114,8 +115,7 @@ static void sel_kernel(void *arg, int ith, int nth)
             const uint32_t pre = s->prefix;
             for (int64_t j = j0; j < j1; j++) {
                 uint32_t k = float_key(x[j], ab);
-                if ((k >> 21) == pre)
-                    hist[(k >> 10) & 0x7ffu]++;
+                hist[(k >> 10) & 0x7ffu] += (k >> 21) == pre; /* branchless: the bin is a coin flip */
             }
             break;
         }
@@ -123,8 +123,7 @@ static void sel_kernel(void *arg, int ith, int nth)
             const uint32_t pre = s->prefix;
             for (int64_t j = j0; j < j1; j++) {
                 uint32_t k = float_key(x[j], ab);
-                if ((k >> 10) == pre)
-                    hist[k & 0x3ffu]++;
+                hist[k & 0x3ffu] += (k >> 10) == pre;
             }
             break;
         }
