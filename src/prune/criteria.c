@@ -8,7 +8,8 @@
  *             zeros scores 0; per-tensor radix sort of |w| plus a suffix sum in double)
  *   rand      standard normal draws. The stream is ours, not torch's: xoshiro256** seeded per block
  *             of BLOCK consecutive weights of a tensor from (seed, tensor index in selection order,
- *             block index), Box-Muller pairs. Same seed, same scores, for any thread count.
+ *             block index), float Box-Muller pairs from 24-bit uniforms (tails end near 5.8 sigma:
+ *             enough for a random ranking). Same seed, same scores, for any thread count.
  *   multiflow a_j = sqrt(S_j / N), o_i = (1/in) sum_j |W_ij| a_j, p_j = (1/out) sum_i |W_ij| a_j,
  *             score_ij = o_i * p_j * |W_ij|, everything in double, rounded to float once.
  *
@@ -130,13 +131,16 @@ static void block_kernel(void *arg, int ith, int nth)
         case PH_RAND: {
             struct mf_rng r;
             mf_rng_seed(&r, c->seed ^ mix64(((uint64_t)t << 32) | (uint64_t)bl));
+            /* one 64-bit draw -> two 24-bit uniforms -> a Box-Muller pair in float (scores are
+             * float; the pair halves the transcendental calls) */
             for (int64_t j = j0; j < j1; j += 2) {
-                double u1 = (double)((mf_rng_u64(&r) >> 11) + 1) * 0x1.0p-53; /* (0, 1] */
-                double u2 = (double)(mf_rng_u64(&r) >> 11) * 0x1.0p-53;
-                double rad = sqrt(-2.0 * log(u1)), ang = 6.283185307179586 * u2;
-                s[j] = (float)(rad * cos(ang));
+                uint64_t u = mf_rng_u64(&r);
+                float u1 = (float)((u >> 40) + 1) * 0x1.0p-24f; /* (0, 1] */
+                float u2 = (float)((u >> 8) & 0xffffffu) * 0x1.0p-24f;
+                float rad = sqrtf(-2.0f * logf(u1)), ang = 6.2831853f * u2;
+                s[j] = rad * cosf(ang);
                 if (j + 1 < j1)
-                    s[j + 1] = (float)(rad * sin(ang));
+                    s[j + 1] = rad * sinf(ang);
             }
             break;
         }
