@@ -1,7 +1,14 @@
 /*
- * nn/linear.c: fully connected layer y = x W^T + b and its backward, plus the OpenBLAS thread
- * setting. GEMMs run on the calling thread with OpenBLAS's own threads; the bias fill and the
- * bias-gradient column sums run on our pool (while BLAS is idle), so the two never overlap.
+ * nn/linear.c: fully connected layer y = x W^T + b and its backward.
+ *
+ * Threading (STYLE.md "never stack BLAS threads on ours"): OpenBLAS always runs single-threaded
+ * and our pool splits each GEMM into independent blocks, one cblas_sgemm per thread: forward and
+ * dx by rows of the output, dW by its rows (output features). Pool workers sleep on a condition
+ * variable between kernels, whereas OpenBLAS's own threads spin-yield, which costs whole cores of
+ * system time on small GEMMs (measured: `eval retrieval` on the tiny model, 2 threads, 8 s of sys
+ * time with OpenBLAS threads, none with this split). GEMMs under MIN_SPLIT_FLOPS run on the
+ * calling thread. The split depends only on the thread count, so a given thread count always gives
+ * the same bits.
  *
  * Deliberately not: our own GEMM (OpenBLAS SGEMM is the peak we measure against), sparse or N:M
  * kernels (later), accumulation into dx (dx is overwritten; see nn.h).
@@ -14,6 +21,9 @@
 #include <limits.h>
 
 #include "core/common.h"
+
+/* Below this many multiply-adds a GEMM is not worth waking the pool for. */
+#define MIN_SPLIT_MACS ((int64_t)1 << 20)
 
 static int g_blas_threads = 0;
 
@@ -29,24 +39,48 @@ void mf_nn_set_blas_threads(int n)
 
 int mf_nn_blas_threads(void) { return g_blas_threads; }
 
-void mf_nn_init(int n_threads) { mf_nn_set_blas_threads(n_threads); }
+void mf_nn_init(int n_threads)
+{
+    (void)n_threads; /* our pool provides the parallelism; see the file comment */
+    mf_nn_set_blas_threads(1);
+}
 
-struct bias_fill_arg {
-    float *y;          /* (T, OC) */
-    const float *b;    /* (OC) */
-    int64_t T, OC;
+/* Row blocks are multiples of 16 rows so every thread's GEMM keeps whole register tiles. */
+static void split_rows(int64_t n, int ith, int nth, int64_t *b, int64_t *e)
+{
+    int64_t blocks = (n + 15) / 16, b0, b1;
+    mf_split_range(blocks, ith, nth, &b0, &b1);
+    *b = MF_MIN(n, b0 * 16);
+    *e = MF_MIN(n, b1 * 16);
+}
+
+struct fwd_arg {
+    float *y;
+    const float *x, *w, *b;
+    int64_t ldx, T, IC, OC;
 };
 
-static void bias_fill_kernel(void *p, int ith, int nth)
+static void fwd_rows(const struct fwd_arg *a, int64_t t0, int64_t t1)
 {
-    struct bias_fill_arg *a = p;
+    if (t1 <= t0)
+        return;
+    float *y = a->y + t0 * a->OC;
+    if (a->b)
+        for (int64_t t = t0; t < t1; t++, y += a->OC)
+            for (int64_t o = 0; o < a->OC; o++)
+                y[o] = a->b[o];
+    /* the bias is in place and the GEMM accumulates onto it (beta = 1): one pass less */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(t1 - t0), (int)a->OC, (int)a->IC, 1.0f,
+                a->x + t0 * a->ldx, (int)a->ldx, a->w, (int)a->IC, a->b ? 1.0f : 0.0f, a->y + t0 * a->OC,
+                (int)a->OC);
+}
+
+static void fwd_kernel(void *p, int ith, int nth)
+{
+    const struct fwd_arg *a = p;
     int64_t t0, t1;
-    mf_split_range(a->T, ith, nth, &t0, &t1);
-    for (int64_t t = t0; t < t1; t++) {
-        float *row = a->y + t * a->OC;
-        for (int64_t o = 0; o < a->OC; o++)
-            row[o] = a->b[o];
-    }
+    split_rows(a->T, ith, nth, &t0, &t1);
+    fwd_rows(a, t0, t1);
 }
 
 void mf_linear_forward(struct mf_pool *pool, float *y, const float *x, int64_t ldx, const float *w,
@@ -55,19 +89,38 @@ void mf_linear_forward(struct mf_pool *pool, float *y, const float *x, int64_t l
     MF_ASSERT(ldx >= IC && T <= INT_MAX && IC <= INT_MAX && OC <= INT_MAX && ldx <= INT_MAX);
     if (T <= 0 || OC <= 0)
         return;
-    if (b) {
-        /* the bias goes in first and the GEMM accumulates onto it (beta = 1): one pass less */
-        struct bias_fill_arg a = {y, b, T, OC};
-        mf_pool_run(pool, bias_fill_kernel, &a);
-    }
     if (IC <= 0) {
-        if (!b)
-            for (int64_t i = 0; i < T * OC; i++)
-                y[i] = 0.0f;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t o = 0; o < OC; o++)
+                y[t * OC + o] = b ? b[o] : 0.0f;
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)OC, (int)IC, 1.0f, x,
-                (int)ldx, w, (int)IC, b ? 1.0f : 0.0f, y, (int)OC);
+    struct fwd_arg a = {y, x, w, b, ldx, T, IC, OC};
+    if (mf_pool_size(pool) == 1 || T * IC * OC < MIN_SPLIT_MACS || T < 32)
+        fwd_rows(&a, 0, T);
+    else
+        mf_pool_run(pool, fwd_kernel, &a);
+}
+
+struct bwd_arg {
+    float *dx, *dw;
+    const float *dy, *x, *w;
+    int64_t ldx, T, IC, OC;
+};
+
+/* dx rows [t0,t1) = dy W; dW rows [o0,o1) += dy[:, o0:o1]^T x */
+static void bwd_kernel(void *p, int ith, int nth)
+{
+    const struct bwd_arg *a = p;
+    int64_t t0, t1, o0, o1;
+    split_rows(a->T, ith, nth, &t0, &t1);
+    split_rows(a->OC, ith, nth, &o0, &o1);
+    if (a->dx && t1 > t0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(t1 - t0), (int)a->IC, (int)a->OC, 1.0f,
+                    a->dy + t0 * a->OC, (int)a->OC, a->w, (int)a->IC, 0.0f, a->dx + t0 * a->IC, (int)a->IC);
+    if (a->dw && o1 > o0)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), (int)a->IC, (int)a->T, 1.0f, a->dy + o0,
+                    (int)a->OC, a->x, (int)a->ldx, 1.0f, a->dw + o0 * a->IC, (int)a->IC);
 }
 
 struct colsum_arg {
@@ -98,17 +151,16 @@ void mf_linear_backward(struct mf_pool *pool, float *dx, float *dw, float *db, c
     MF_ASSERT(ldx >= IC && T <= INT_MAX && IC <= INT_MAX && OC <= INT_MAX && ldx <= INT_MAX);
     if (T <= 0)
         return;
-    if (dx && IC > 0) {
-        if (OC > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)IC, (int)OC, 1.0f,
-                        dy, (int)OC, w, (int)IC, 0.0f, dx, (int)IC);
+    if (IC > 0 && OC > 0 && (dx || dw)) {
+        struct bwd_arg a = {dx, dw, dy, x, w, ldx, T, IC, OC};
+        if (mf_pool_size(pool) == 1 || T * IC * OC < MIN_SPLIT_MACS)
+            bwd_kernel(&a, 0, 1);
         else
-            for (int64_t i = 0; i < T * IC; i++)
-                dx[i] = 0.0f;
+            mf_pool_run(pool, bwd_kernel, &a);
+    } else if (dx && IC > 0) {
+        for (int64_t i = 0; i < T * IC; i++)
+            dx[i] = 0.0f;
     }
-    if (dw && IC > 0 && OC > 0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)OC, (int)IC, (int)T, 1.0f, dy,
-                    (int)OC, x, (int)ldx, 1.0f, dw, (int)IC);
     if (db && OC > 0) {
         struct colsum_arg a = {db, dy, T, OC};
         mf_pool_run(pool, colsum_kernel, &a);

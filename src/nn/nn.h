@@ -2,7 +2,7 @@
  * nn/nn.h: the compute kernels of every model forward (and backward) pass, as _forward/_backward
  * pairs over explicit caller-owned buffers (llm.c style). Shapes are written on every argument.
  *
- *     mf_nn_init(n);                                   // once: OpenBLAS gets n threads
+ *     mf_nn_init(n);                                   // once: pins OpenBLAS to 1 thread
  *     struct mf_pool *pool = mf_pool_create(n);
  *     mf_layernorm_forward(pool, ln, mean, rstd, x, w1, b1, T, C, 1e-6f);   // mean/rstd may be NULL
  *     mf_linear_forward(pool, qkv, ln, C, wqkv, bqkv, T, C, 3 * C);
@@ -15,13 +15,12 @@
  * except mf_attention_backward whose dq/dk/dv accumulate (they usually share one fused buffer).
  * Any gradient pointer may be NULL to skip it. Outputs must not alias inputs unless stated.
  *
- * Threads. GEMMs (mf_linear_*) run on the calling thread with the OpenBLAS thread count set by
- * mf_nn_init / mf_nn_set_blas_threads; everything else runs on the pool. The attention core uses
- * its own AVX2 micro-kernel inside the pool workers and never calls BLAS there, so BLAS threads
- * never stack on ours and nobody needs to switch OpenBLAS to 1 thread around it. Every kernel
- * splits work by (ith, nth) into pieces whose arithmetic does not depend on the split, so the
- * non-GEMM kernels give the same bits for ANY thread count; GEMM results are fixed for a given
- * OpenBLAS thread count.
+ * Threads. OpenBLAS runs single-threaded (mf_nn_init); GEMMs (mf_linear_*) are split by rows
+ * over the pool, one single-threaded sgemm per worker, and every other kernel runs on the pool
+ * too. The attention core uses its own AVX2 micro-kernel inside the pool workers. So BLAS threads
+ * never stack on ours. Non-GEMM kernels split work into pieces whose arithmetic does not depend
+ * on the split, so they give the same bits for ANY thread count; GEMM results are fixed for a
+ * given thread count.
  *
  * Thread safety: the functions keep no state except the process-wide OpenBLAS thread count; two
  * threads may run kernels concurrently on different pools and buffers.
