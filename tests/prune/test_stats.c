@@ -88,7 +88,7 @@ static void run_golden(const char *fixture, size_t n_expected)
     assert_int_equal(mf_stats_pairs(got), 3);
 
     size_t n_prunable = 0;
-    double worst = 0;
+    double worst = 0, worst_threads = 0;
     for (size_t i = 0; i < mf_model_n_tensors(m); i++) {
         const struct mf_model_tensor *t = mf_model_tensor_at(m, i);
         const double *a = mf_stats_sumsq(got, (int)i), *b = mf_stats_sumsq(want, (int)i);
@@ -111,12 +111,15 @@ static void run_golden(const char *fixture, size_t n_expected)
         assert_true(mf_stats_count(got, (int)i) == 3.0);
         assert_true(mf_stats_count(want, (int)i) == 3.0);
         /* the accumulation does not depend on the thread count (columns are split, rows summed in
-         * order): bit-identical whenever the forward pass is */
+         * order): bit-identical whenever the forward pass is. The forward pass itself may round
+         * differently per thread count (GEMM splits; 1e-6 seen under valgrind), hence 1e-5 */
         double r13 = fmax(rel_diff(mf_stats_sumsq(got1, (int)i), a, in), rel_diff(mf_stats_sumsq(got3, (int)i), a, in));
-        if (r13 > 1e-6)
+        worst_threads = fmax(worst_threads, r13);
+        if (r13 > 1e-5)
             fail_msg("%s: %s: 1/2/3 threads differ by %.3g", fixture, t->name, r13);
     }
-    printf("%s: %zu prunable tensors, max relative difference vs PyTorch %.3g\n", fixture, n_prunable, worst);
+    printf("%s: %zu prunable tensors, max relative difference vs PyTorch %.3g, between 1/2/3 threads %.3g\n",
+           fixture, n_prunable, worst, worst_threads);
     assert_int_equal(n_prunable, n_expected);
     mf_stats_free(got3);
     mf_stats_free(got1);
