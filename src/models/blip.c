@@ -43,6 +43,17 @@ static const char unused_role[] = "unused";
 
 static bool has(const struct mf_model *m, const char *name) { return mf_checkpoint_find(m->ck, name, NULL) != NULL; }
 
+/* Whether any tensor name starts with prefix: a tower counts as present if any of its tensors is,
+ * so a partial tower is reported by the binder as a missing tensor rather than silently dropped. */
+static bool has_prefix(const struct mf_model *m, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (size_t i = 0; i < m->n_tensors; i++)
+        if (strncmp(m->tensors[i].name, prefix, n) == 0)
+            return true;
+    return false;
+}
+
 static const struct mf_st_entry *get(const struct mf_model *m, const char *name)
 {
     return mf_checkpoint_find(m->ck, name, NULL);
@@ -158,6 +169,28 @@ static enum mf_status config_hf(struct mf_model *m, const char *dir, const struc
         st = mf_err_set(err, MF_ERR_FORMAT, "%s: image_size %lld is not a multiple of patch_size %lld", path,
                         (long long)v->image_size, (long long)v->patch);
         goto done;
+    }
+    /* The declared architecture implies towers; a checkpoint missing one is broken, not smaller. */
+    json_t *arch = json_object_get(root, "architectures");
+    if (arch && json_is_array(arch)) {
+        size_t ai;
+        json_t *a;
+        json_array_foreach(arch, ai, a) {
+            const char *an = json_is_string(a) ? json_string_value(a) : "";
+            if (strcmp(an, "BlipForImageTextRetrieval") == 0 && (!m->info.has_text_encoder || !m->info.has_itm)) {
+                st = mf_err_set(err, MF_ERR_MISSING,
+                                "%s: declares BlipForImageTextRetrieval but the checkpoint lacks its %s", path,
+                                !m->info.has_text_encoder ? "text encoder (text_encoder.*)" : "ITM head (itm_head.*)");
+                goto done;
+            }
+            if (strcmp(an, "BlipForConditionalGeneration") == 0 && !has_prefix(m, "text_decoder.")) {
+                st = mf_err_set(err, MF_ERR_MISSING,
+                                "%s: declares BlipForConditionalGeneration but the checkpoint lacks its text decoder "
+                                "(text_decoder.*)",
+                                path);
+                goto done;
+            }
+        }
     }
     m->info.config_source = "config.json";
 done:
@@ -346,11 +379,11 @@ enum mf_status mf_model_load(const char *path, const struct mf_model_opts *opts,
     }
     info->layout_name = def->name;
     info->has_vision = true;
-    info->has_text_encoder = has(m, "text_encoder.embeddings.word_embeddings.weight");
-    info->has_decoder = o.load_decoder && has(m, "text_decoder.bert.encoder.layer.0.attention.self.query.weight");
+    info->has_text_encoder = has_prefix(m, "text_encoder.");
+    info->has_decoder = o.load_decoder && has_prefix(m, "text_decoder.");
     /* A head counts as present when any of its tensors is, so a half-present head fails binding. */
-    info->has_itc = info->has_text_encoder && (has(m, "vision_proj.weight") || has(m, "text_proj.weight"));
-    info->has_itm = info->has_text_encoder && (has(m, "itm_head.weight") || has(m, "itm_head.bias"));
+    info->has_itc = info->has_text_encoder && (has_prefix(m, "vision_proj.") || has_prefix(m, "text_proj."));
+    info->has_itm = info->has_text_encoder && has_prefix(m, "itm_head.");
     info->has_momentum = has(m, "visual_encoder_m.patch_embed.proj.weight");
 
     if (info->layout == MF_LAYOUT_BLIP_HF)
@@ -436,7 +469,8 @@ enum mf_status mf_model_tokenize(const struct mf_model *m, const char *text, int
 {
     enum mf_status st;
     if (max_len < 2 || max_len > m->info.text.max_pos)
-        return mf_err_set(err, MF_ERR_ARG, "max tokens %d outside [2, %lld]", max_len, (long long)m->info.text.max_pos);
+        return mf_err_set(err, MF_ERR_ARG, "%s: max tokens %d outside [2, %lld] (the model has %lld text positions)",
+                          m->path, max_len, (long long)m->info.text.max_pos, (long long)m->info.text.max_pos);
     size_t cap = strlen(text) + 16;
     char *clean = mf_malloc(cap);
     if (!clean)

@@ -9,6 +9,7 @@
  * through untouched by writers.
  */
 #include "models/layout.h"
+#include "multiflow/safetensors.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -100,12 +101,13 @@ static enum mf_status bind_one(struct binder *bd, const struct mf_name_rule *r, 
                                int64_t layer, const char *suffix, bool optional, int *out_idx, struct mf_err *err)
 {
     struct mf_model *m = bd->m;
-    const struct mf_st_entry *e = mf_checkpoint_find(m->ck, name, NULL);
+    size_t shard = 0;
+    const struct mf_st_entry *e = mf_checkpoint_find(m->ck, name, &shard);
     const struct mf_st_entry *tied = NULL;
     if (fallback)
         tied = mf_checkpoint_find(m->ck, fallback, NULL);
     if (!e && tied) {
-        e = tied;
+        e = mf_checkpoint_find(m->ck, fallback, &shard);
         tied = NULL; /* bound straight to the encoder's tensor: nothing extra to record */
     }
     *out_idx = -1;
@@ -118,7 +120,7 @@ static enum mf_status bind_one(struct binder *bd, const struct mf_name_rule *r, 
     if (e->dtype != MF_DTYPE_F32 && e->dtype != MF_DTYPE_F16 && e->dtype != MF_DTYPE_BF16 &&
         e->dtype != MF_DTYPE_F64)
         return mf_err_set(err, MF_ERR_DTYPE, "%s: tensor '%s' has dtype %s, expected a floating-point type",
-                          m->path, e->name, mf_dtype_name(e->dtype));
+                          mf_safetensors_path(mf_checkpoint_shard(m->ck, shard)), e->name, mf_dtype_name(e->dtype));
     if (ndim >= 0) {
         int64_t want[4];
         bool ok = e->ndim == ndim;
@@ -132,7 +134,7 @@ static enum mf_status bind_one(struct binder *bd, const struct mf_name_rule *r, 
             mf_shape_str(got_s, sizeof got_s, e->ndim, e->shape);
             mf_shape_str(want_s, sizeof want_s, ndim, want);
             return mf_err_set(err, MF_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s",
-                              m->path, e->name, got_s, want_s);
+                              mf_safetensors_path(mf_checkpoint_shard(m->ck, shard)), e->name, got_s, want_s);
         }
     }
     enum mf_status st = push_binding(bd, e, dst, err);

@@ -91,6 +91,12 @@ st_patch "$ST" "$TMP/missing_proj/model.safetensors" 's/"text_proj.weight"/"text
 expect_error missing_text_proj_weight "$TMP/missing_proj|text_proj.weight" \
     "$MF" inspect --model "$TMP/missing_proj"
 
+# A whole head absent: the architecture config.json declares requires it.
+mkhf no_itm
+st_patch "$ST" "$TMP/no_itm/model.safetensors" 's/"itm_head\./"itx_head./g'
+expect_error missing_whole_itm_head "$TMP/no_itm/config.json|BlipForImageTextRetrieval|ITM head" \
+    "$MF" inspect --model "$TMP/no_itm"
+
 mkdir -p "$TMP/orig_missing"
 cp "$ORIG/vocab.txt" "$TMP/orig_missing/"
 st_patch "$ORIG/model.safetensors" "$TMP/orig_missing/model.safetensors" \
