@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli/cli.h"
+#include "cli/prune_cli.h"
 
 static const char usage[] =
     "usage: multiflow <verb> [options]\n"
@@ -13,6 +13,9 @@ static const char usage[] =
     "  inspect   layout, towers, configuration, tensors, parameter counts and sparsity of a checkpoint\n"
     "  score     ITC / ITM / decoder-NLL scores of image-caption pairs\n"
     "  eval      zero-shot evaluation: 'eval retrieval' (image<->text recall@1/5/10)\n"
+    "  prune     prune once: sparse checkpoints per method and sparsity, reports, a plot\n"
+    "  apply     apply masks made elsewhere to a checkpoint\n"
+    "  stats     calibration statistics only, or merge two statistics files\n"
     "\n"
     "'multiflow <verb> --help' describes a verb's options.\n";
 
@@ -37,6 +40,12 @@ int main(int argc, char **argv)
         return verb_score(argc - 1, argv + 1);
     if (strcmp(verb, "eval") == 0)
         return verb_eval(argc - 1, argv + 1);
+    if (strcmp(verb, "prune") == 0)
+        return verb_prune(argc - 1, argv + 1);
+    if (strcmp(verb, "apply") == 0)
+        return verb_apply(argc - 1, argv + 1);
+    if (strcmp(verb, "stats") == 0)
+        return verb_stats(argc - 1, argv + 1);
     fprintf(stderr, "multiflow: unknown verb '%s'\n\n%s", verb, usage);
     return 2;
 }

@@ -1,0 +1,101 @@
+/*
+ * cli/verb_stats.c: `multiflow stats`: calibration statistics only (for reuse with prune --stats),
+ * or the merge of two statistics files of the same model, so calibration can be split.
+ */
+#include <string.h>
+
+#include "cli/prune_cli.h"
+#include "io/annotations.h"
+#include "io/fs.h"
+
+enum { OPT_DATA = OPT_VERB_BASE, OPT_IMAGES, OPT_OUT, OPT_MERGE, OPT_FORCE };
+
+static const char help[] =
+    "usage: multiflow stats --model PATH --data ANN --images ROOT --out FILE [options]\n"
+    "       multiflow stats --merge A B --out FILE\n"
+    "\n"
+    "Runs the MULTIFLOW calibration forward passes and writes the per-input-feature sums of squares\n"
+    "of every prunable layer (F64) and the sequence counts as safetensors; or adds two such files.\n"
+    "\n"
+    "  --data ANN --images ROOT   calibration image-caption pairs\n"
+    "  --out FILE            output file (must not exist unless --force)\n"
+    "  --merge A B           add the statistics of A and B (same model)\n"
+    "  --force               replace FILE if it exists\n" CLI_COMMON_HELP;
+
+int verb_stats(int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         {"data", required_argument, 0, OPT_DATA},
+                                         {"images", required_argument, 0, OPT_IMAGES},
+                                         {"out", required_argument, 0, OPT_OUT},
+                                         {"merge", required_argument, 0, OPT_MERGE},
+                                         {"force", no_argument, 0, OPT_FORCE},
+                                         {0, 0, 0, 0}};
+    struct cli_common c;
+    const char *data = NULL, *root = NULL, *out = NULL, *merge_a = NULL, *merge_b = NULL;
+    bool force = false;
+    cli_common_init(&c);
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_HELP: fputs(help, stdout); return 0;
+        case OPT_DATA: data = optarg; break;
+        case OPT_IMAGES: root = optarg; break;
+        case OPT_OUT: out = optarg; break;
+        case OPT_FORCE: force = true; break;
+        case OPT_MERGE:
+            merge_a = optarg;
+            if (optind >= argc || argv[optind][0] == '-')
+                return cli_usage_error("stats", "--merge takes two files");
+            merge_b = argv[optind++];
+            break;
+        default: {
+            int r = cli_common_option(&c, opt, optarg);
+            if (r < 0)
+                return 2;
+            if (r == 0)
+                return cli_usage_error("stats", "unknown option");
+        }
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("stats", "unexpected argument '%s'", argv[optind]);
+    if (!out)
+        return cli_usage_error("stats", "--out is required");
+    if (!merge_a && (!c.model || !data))
+        return cli_usage_error("stats", "give --model and --data, or --merge A B");
+    if (mf_fs_exists(out) && !force)
+        return cli_error("%s: exists (use --force to replace it)", out);
+    cli_common_finish(&c);
+
+    struct mf_err err = {0};
+    if (merge_a) {
+        if (mf_stats_merge_files(merge_a, merge_b, out, &err))
+            return cli_error("%s", err.msg);
+        return 0;
+    }
+    int rc = 1;
+    struct mf_annotations *ann = NULL;
+    struct mf_model *m = NULL;
+    struct mf_session *s = NULL;
+    struct mf_stats *stats = NULL;
+    if (mf_annotations_load(data, root, &ann, &err) || (c.pairs > 0 && mf_annotations_truncate(ann, c.pairs, &err))) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    if (!(m = cli_load_model(&c)))
+        goto done;
+    if (mf_session_create(m, c.threads, &s, &err) || mf_stats_create(m, &stats, &err) ||
+        mf_stats_collect(s, ann, c.batch, c.max_tokens, stats, &err) || mf_stats_save(stats, out, &err)) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    rc = 0;
+done:
+    mf_stats_free(stats);
+    mf_session_free(s);
+    mf_model_free(m);
+    mf_annotations_free(ann);
+    return rc;
+}
