@@ -9,6 +9,7 @@
 #include "cli/prune_cli.h"
 #include "io/fs.h"
 
+static const char *dashes[] = {"", "8,4", "2,3", "12,3,3,3"};
 static const char *palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
                                 "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"};
 
@@ -79,8 +80,9 @@ enum mf_status cli_plot_sparsity(const char *path, const struct mf_model *m, con
         fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"13\" text-anchor=\"middle\">layer (d = decoder)</text>\n",
                 left + pw / 2, py + panel_h - 6);
         for (size_t r = 0; r < n_runs; r++) {
-            fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
-                    palette[r % MF_ARRAY_LEN(palette)]);
+            fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" stroke-dasharray=\"%s\" points=\"",
+                    palette[runs[r].style_color % MF_ARRAY_LEN(palette)],
+                    dashes[runs[r].style_dash % MF_ARRAY_LEN(dashes)]);
             k = 0;
             for (size_t i = 0; i < nt; i++) {
                 const struct mf_model_tensor *t = mf_model_tensor_at(m, i);
@@ -97,10 +99,11 @@ enum mf_status cli_plot_sparsity(const char *path, const struct mf_model *m, con
     for (size_t r = 0; r < n_runs; r++) {
         int y = top + 30 + (int)r * 24;
         fprintf(f,
-                "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"3\"/>\n"
+                "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"3\" "
+                "stroke-dasharray=\"%s\"/>\n"
                 "<text x=\"%d\" y=\"%d\" font-size=\"14\">%s</text>\n",
-                W - right + 20, y, W - right + 50, y, palette[r % MF_ARRAY_LEN(palette)], W - right + 58, y + 5,
-                runs[r].name);
+                W - right + 20, y, W - right + 60, y, palette[runs[r].style_color % MF_ARRAY_LEN(palette)],
+                dashes[runs[r].style_dash % MF_ARRAY_LEN(dashes)], W - right + 68, y + 5, runs[r].name);
     }
     fprintf(f, "</svg>\n");
     if (ferror(f)) {

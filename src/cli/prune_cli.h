@@ -9,6 +9,7 @@
 /* One (method, sparsity) run, for the summary and the plot. */
 struct cli_run {
     char name[64];          /* "multiflow-63" */
+    int style_color, style_dash; /* plot style: one colour per method, one dash pattern per sparsity */
     double *tensor_sparsity; /* (n_tensors of the model) achieved per prunable tensor, model order */
 };
 

@@ -66,7 +66,7 @@ int verb_apply(int argc, char **argv)
     struct mf_atomic_dir ad = {0};
     bool ad_open = false;
     uint8_t **masks = NULL;
-    struct cli_run run = {{0}, NULL};
+    struct cli_run run = {0};
     double t0 = mf_time_now();
     if (!(m = cli_load_model(&c)))
         goto done;

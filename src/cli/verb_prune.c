@@ -250,6 +250,8 @@ int verb_prune(int argc, char **argv)
         for (size_t si = 0; si < n_sp; si++) {
             struct cli_run *run = &runs[n_runs];
             run_name(run->name, sizeof run->name, mname, sparsities[si]);
+            run->style_color = (int)mi;
+            run->style_dash = (int)si;
             if (!c.quiet)
                 fprintf(stderr, "multiflow: %s\n", run->name);
             t0 = mf_time_now();
