@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# The README's first command: installs the dependencies, builds, and runs multiflow on the bundled
-# tiny BLIP models (data/models/) and the bundled synthetic image-caption set (data/shapes/):
-# inspect, score the first pairs, and zero-shot retrieval.
+# The README's first command: installs the dependencies, builds, and runs the whole workflow on the
+# bundled tiny BLIP model (data/models/blip-tiny, original layout; random weights) and the bundled
+# synthetic image-caption set (data/shapes/): inspect, score, zero-shot retrieval before pruning,
+# MULTIFLOW and magnitude pruning at 63/75/90 %, then inspect and retrieval of a pruned checkpoint.
+# Outputs go to out/demo/ (replaced on every run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh
 mf=build/multiflow
+model=data/models/blip-tiny
 data=(--data data/shapes/annotations.json --images data/shapes)
+mkdir -p out
 set -x
-$mf inspect --model data/models/blip-tiny | head -n 16
-$mf score --model data/models/blip-tiny "${data[@]}" --pairs 4
-$mf score --model data/models/blip-tiny-hf --image data/shapes/images/0001.png \
-          --text "a orange circle and a red square on a gray background"
-$mf eval retrieval --model data/models/blip-tiny-hf "${data[@]}"
-$mf eval retrieval --model data/models/blip-tiny "${data[@]}"
+$mf inspect --model $model
+$mf score --model $model "${data[@]}" --pairs 4
+$mf eval retrieval --model $model "${data[@]}"
+$mf prune --model $model "${data[@]}" --method multiflow,omp --sparsity 63,75,90 --out out/demo --force
+$mf inspect --model out/demo/multiflow-75
+$mf eval retrieval --model out/demo/multiflow-75 "${data[@]}"
+$mf eval retrieval --model out/demo/omp-75 "${data[@]}"

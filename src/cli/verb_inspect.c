@@ -9,12 +9,16 @@
 #include "cli/cli.h"
 #include "core/common.h"
 
+enum { OPT_TENSORS = OPT_VERB_BASE };
+
 static const char help[] =
-    "usage: multiflow inspect --model PATH [--json] [--vocab FILE] [--heads N]\n"
+    "usage: multiflow inspect --model PATH [--tensors] [--json] [--vocab FILE] [--heads N]\n"
     "\n"
-    "Prints the checkpoint layout, towers, configuration in use, every tensor with dtype, shape,\n"
-    "role, prunable flag and modality, parameter counts and sparsity (exact zeros) per modality.\n"
-    "\n" CLI_COMMON_HELP;
+    "Prints the checkpoint layout, towers, configuration in use, parameter counts and sparsity\n"
+    "(exact zeros) per modality; with --tensors (always in --json) every tensor with dtype, shape,\n"
+    "role, prunable flag and modality.\n"
+    "\n"
+    "  --tensors             list every tensor\n" CLI_COMMON_HELP;
 
 /* Number of exactly-zero elements (+0 or -0) in raw data. */
 static int64_t count_zeros(const void *data, enum mf_dtype dt, int64_t n)
@@ -41,8 +45,9 @@ struct mod_count {
 
 int verb_inspect(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS, {0, 0, 0, 0}};
+    static const struct option opts[] = {CLI_COMMON_OPTIONS, {"tensors", no_argument, 0, OPT_TENSORS}, {0, 0, 0, 0}};
     struct cli_common c;
+    bool list_tensors = false;
     cli_common_init(&c);
     int opt;
     optind = 1;
@@ -50,6 +55,10 @@ int verb_inspect(int argc, char **argv)
         if (opt == OPT_HELP) {
             fputs(help, stdout);
             return 0;
+        }
+        if (opt == OPT_TENSORS) {
+            list_tensors = true;
+            continue;
         }
         int r = cli_common_option(&c, opt, optarg);
         if (r < 0)
@@ -209,8 +218,9 @@ int verb_inspect(int argc, char **argv)
                (long long)pr_all, pr_all ? 100.0 * (double)z_all / (double)pr_all : 0.0);
         printf("tied copies (mask inherited): %lld parameters; unused by the forward pass: %lld; file total %lld\n",
                (long long)tied_params, (long long)unused_params, (long long)total);
-        printf("\n%-72s %-5s %-16s %-8s %-8s %s\n", "tensor", "dtype", "shape", "prunable", "modality", "role");
-        for (size_t i = 0; i < nt; i++) {
+        if (list_tensors)
+            printf("\n%-72s %-5s %-16s %-8s %-8s %s\n", "tensor", "dtype", "shape", "prunable", "modality", "role");
+        for (size_t i = 0; list_tensors && i < nt; i++) {
             const struct mf_model_tensor *t = mf_model_tensor_at(m, i);
             char shape[96];
             mf_shape_str(shape, sizeof shape, t->ndim, t->shape);
