@@ -1,0 +1,152 @@
+"""Writes the gradient goldens of BLIP's pretraining losses. Run by hand from the repository root:
+    /usr/bin/python3 tests/golden/gen_grads.py          (add --check for a finite-difference spot check)
+
+What it does: for the fixtures tests/golden/blip/orig-f32 (queues, temp, tied decoder, momentum
+copies) and hf-itm-f32 (no decoder, no queues, no temp), takes the golden inputs of
+tests/golden/blip/<fixture>.golden.safetensors (3 pairs) as ONE batch, computes each loss of
+blip_losses.py in float64 with 'hardest' ITM negatives, and writes, per loss L in {itc, itm, lm}
+the model has, tests/golden/grads/<fixture>.<L>.safetensors:
+    loss                          F32 []   the loss value
+    neg_img, neg_txt              I32 [B]  the ITM negatives (itm file only)
+    <checkpoint tensor name>      F32      d loss / d tensor, for EVERY trainable tensor
+The names are the checkpoint's own (original names for the original layout). A tensor shared by
+several names (tied decoder copies, LM output matrix and bias alias) appears once, under the first
+name in checkpoint order that is not an alias; metadata 'aliases' lists name=owner pairs. Momentum
+copies and queues are not trainable and get no entry. Tensors a loss does not reach are written as
+zeros. The gradient of the sum of the losses is the sum of these (linearity), so it is not stored
+(one file with four sets would exceed 2 MB); metadata 'loss_sum' carries the summed value.
+
+What it deliberately does not do: no 'sample' mode goldens (random), no batches of other sizes.
+
+Reference: docs/internals/losses.md; tests/golden/blip_losses.py.
+"""
+
+import os
+import sys
+from collections import OrderedDict
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True
+sys.path.insert(0, HERE)
+import blip_ref as R  # noqa: E402
+import blip_losses as BL  # noqa: E402
+
+torch.set_num_threads(1)
+FIXTURES = ("orig-f32", "hf-itm-f32")
+OUT = os.path.join(HERE, "grads")
+
+
+def checkpoint_names(d, layout):
+    """Ordered (checkpoint name, canonical name) of every floating tensor in the file."""
+    raw, _ = R.st_read(os.path.join(d, "model.safetensors"))
+    out = []
+    for k, t in raw.items():
+        if t.is_floating_point():
+            out.append((k, R.orig_to_hf_name(k) if layout == "orig" else k))
+    return out
+
+
+def setup(fixture):
+    d = os.path.join(HERE, "blip", fixture)
+    P, cfg = R.load_dir(d)
+    params, aliases = BL.tie_params(P, cfg)
+    g, _ = R.st_read(os.path.join(HERE, "blip", fixture + ".golden.safetensors"))
+    images = g["images"].to(torch.float64)
+    return d, params, aliases, cfg, images, g["ids"], g["mask"]
+
+
+def run(params, cfg, images, ids, mask, loss):
+    for t in params.values():
+        t.grad = None
+    out = BL.batch_losses(params, cfg, images, ids, mask, losses=(loss,))
+    out[loss].backward()
+    return out
+
+
+def gen(fixture):
+    d, params, aliases, cfg, images, ids, mask = setup(fixture)
+    names = checkpoint_names(d, cfg.layout)
+    losses = ["itc", "itm"] + (["lm"] if R.has_decoder(params) else [])
+    values = OrderedDict()
+    results = OrderedDict()
+    for loss in losses:
+        out = run(params, cfg, images, ids, mask, loss)
+        values[loss] = float(out[loss])
+        T = OrderedDict()
+        T["loss"] = torch.tensor(values[loss], dtype=torch.float32)
+        if loss == "itm":
+            T["neg_img"] = torch.tensor(out["neg_img"], dtype=torch.int32)
+            T["neg_txt"] = torch.tensor(out["neg_txt"], dtype=torch.int32)
+        for raw, canon in names:
+            if canon in aliases or not BL.is_parameter(canon):
+                continue
+            if canon == "temp":
+                leaf = out["temp_leaf"]
+            else:
+                leaf = params[canon]
+            gr = leaf.grad
+            shape = list(leaf.shape)
+            T[raw] = (torch.zeros(shape, dtype=torch.float64) if gr is None else gr).to(torch.float32)
+        results[loss] = (T, out)
+    to_raw = {c: r for r, c in names}
+    alias_meta = ",".join("%s=%s" % (to_raw.get(a, a), to_raw.get(o, o)) for a, o in aliases.items())
+    os.makedirs(OUT, exist_ok=True)
+    for loss, (T, out) in results.items():
+        meta = OrderedDict([
+            ("fixture", fixture), ("loss", loss), ("batch", "the 3 golden pairs as one batch"),
+            ("layout", cfg.layout), ("itm_negatives", "hardest"),
+            ("itm_first_token", "[ENC]" if cfg.itm_first == cfg.enc_id else "[CLS]"),
+            ("temp", repr(float(BL.temperature(params)[0]))), ("queues", str("image_queue" in params)),
+            ("label_smoothing", repr(BL.LABEL_SMOOTHING)),
+            ("loss_values", ",".join("%s=%.17g" % kv for kv in values.items())),
+            ("loss_sum", "%.17g" % sum(values.values())),
+            ("aliases", alias_meta),
+            ("computed_in", "float64 autograd (blip_losses.py), stored as float32"),
+            ("compare_hint", "per tensor max|a-b| <= 1e-3 * max|b| (tensors that are all zero: "
+             "|a| <= 1e-6 * the largest gradient entry of the loss)")])
+        path = os.path.join(OUT, "%s.%s.safetensors" % (fixture, loss))
+        R.st_write(path, T, meta)
+        print("%s: %s = %.6f, %d tensors, %d bytes%s" % (
+            fixture, loss, values[loss], len(T) - 1, os.path.getsize(path),
+            "" if loss != "itm" else ", negatives img %s txt %s" % (out["neg_img"], out["neg_txt"])))
+
+
+def check(fixture, n=4):
+    """Central differences on a few entries of a few tensors against autograd, per loss (ITC with
+    its stop-gradient columns held at their unperturbed values, as autograd sees them)."""
+    d, params, aliases, cfg, images, ids, mask = setup(fixture)
+    losses = ["itc", "itm"] + (["lm"] if R.has_decoder(params) else [])
+    g = torch.Generator().manual_seed(1)
+    for loss in losses:
+        base = run(params, cfg, images, ids, mask, loss)
+        cols = base.get("itc_cols")  # stop-gradient columns stay fixed under perturbation
+        worst = 0.0
+        for name in ("text_encoder.encoder.layer.0.attention.self.query.weight",
+                     "vision_model.encoder.layers.1.mlp.fc1.weight",
+                     "text_encoder.encoder.layer.1.crossattention.self.key.weight",
+                     "text_encoder.encoder.layer.0.intermediate.dense.weight"):
+            p = params[name]
+            ga = p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+            for _ in range(n):
+                i = int(torch.randint(p.numel(), (1,), generator=g))
+                h = 1e-6
+                with torch.no_grad():
+                    old = p.view(-1)[i].item()
+                    p.view(-1)[i] = old + h
+                    lp = float(BL.batch_losses(params, cfg, images, ids, mask, (loss,), itc_cols=cols)[loss])
+                    p.view(-1)[i] = old - h
+                    lm = float(BL.batch_losses(params, cfg, images, ids, mask, (loss,), itc_cols=cols)[loss])
+                    p.view(-1)[i] = old
+                fd = (lp - lm) / (2 * h)
+                worst = max(worst, abs(fd - float(ga.view(-1)[i])) / max(abs(fd), 1e-6))
+        print("%s %s: worst finite-difference rel err %.2e" % (fixture, loss, worst))
+
+
+if __name__ == "__main__":
+    for fx in FIXTURES:
+        if "--check" in sys.argv:
+            check(fx)
+        else:
+            gen(fx)
