@@ -4,6 +4,9 @@
  *
  *     struct mf_prune_set set;                         // prunable tensors, name order
  *     mf_prune_set_init(model, stats, &set, &err);    // stats may be NULL for data-free methods
+ *     uint8_t **masks = ...;                           // one (out*in) byte array per tensor
+ *     mf_prune_compute_masks(pool, MF_METHOD_OMP, &set, 0.63, seed, masks, &err);  // no score arrays
+ *     // only to save scores (--save-scores): one float per weight
  *     float **scores = ...;                            // one (out*in) array per tensor
  *     mf_prune_scores(pool, MF_METHOD_OMP, &set, seed, scores, &err);
  *     mf_select_lowest(pool, set.n, scores, lens, names, k, masks, &err);   // exact-k, tie rule
@@ -88,10 +91,19 @@ enum mf_status mf_select_count(struct mf_pool *pool, size_t n_arrays, const floa
 enum mf_status mf_prune_layer_counts(struct mf_pool *pool, enum mf_method method, const struct mf_prune_set *set,
                                      double sparsity, int64_t *k_per_tensor, struct mf_err *err);
 
-/* The whole mask computation for one method and sparsity: scores (from mf_prune_scores) ->
- * masks[i] (n_i bytes, 1 = keep). */
+/* The whole mask computation for one method and sparsity from materialised scores (from
+ * mf_prune_scores) -> masks[i] (n_i bytes, 1 = keep). mf_prune_compute_masks gives the same masks
+ * without the score arrays. */
 enum mf_status mf_prune_masks(struct mf_pool *pool, enum mf_method method, const struct mf_prune_set *set,
                               double sparsity, const float *const *scores, uint8_t *const *masks, struct mf_err *err);
+
+/* The mask computation without score arrays (the path for large models): scores are recomputed
+ * from the weights and small per-tensor state in each selection pass, so memory is the masks plus
+ * O(threads * 65536) scratch (LAMP: plus about 2 bytes per weight of the largest tensor per thread).
+ * masks[i] (n_i bytes, 1 = keep) are bit-identical to mf_prune_scores + mf_prune_masks with the same
+ * seed, for any thread count. masks are also used as scratch: on error their content is unspecified. */
+enum mf_status mf_prune_compute_masks(struct mf_pool *pool, enum mf_method method, const struct mf_prune_set *set,
+                                      double sparsity, uint64_t seed, uint8_t *const *masks, struct mf_err *err);
 
 /* ---- calibration statistics (src/prune/stats.c) ----------------------------------------- */
 

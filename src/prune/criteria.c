@@ -7,11 +7,17 @@
  *   lamp      w^2 / sum_{v in W, v^2 >= w^2} v^2   (equal magnitudes share one score; a tensor of
  *             zeros scores 0; per-tensor radix sort of |w| plus a suffix sum in double)
  *   rand      standard normal draws. The stream is ours, not torch's: xoshiro256** seeded per block
- *             of BLOCK consecutive weights of a tensor from (seed, tensor index in selection order,
+ *             of MF_SCORE_BLOCK consecutive weights of a tensor from (seed, tensor index in selection order,
  *             block index), float Box-Muller pairs from 24-bit uniforms (tails end near 5.8 sigma:
  *             enough for a random ranking). Same seed, same scores, for any thread count.
  *   multiflow a_j = sqrt(S_j / N), o_i = (1/in) sum_j |W_ij| a_j, p_j = (1/out) sum_i |W_ij| a_j,
  *             score_ij = o_i * p_j * |W_ij|, everything in double, rounded to float once.
+ *
+ * The elementwise criteria are score generators (score.h): small per-tensor state (norms, o and p)
+ * plus a function that recomputes the scores of any block, used here to fill whole score arrays and
+ * by select.c to compute masks without them. LAMP has a full-array path (radix sort of (|w|, index)
+ * items, for --save-scores) and a walk over the distinct magnitudes (mf_lamp_walk, for masks) that
+ * performs the same double additions in the same order, so both give the same bits.
  *
  * Threads: elementwise work is split in fixed blocks, reductions are per block (l2) or per row and
  * per column in index order (multiflow), lamp runs one tensor per thread; so every score has the
@@ -27,8 +33,8 @@
 #include "core/pool.h"
 #include "core/rng.h"
 #include "multiflow/prune.h"
+#include "prune/score.h"
 
-#define BLOCK 16384
 
 static const char *const method_names[MF_METHOD_COUNT] = {
     [MF_METHOD_MULTIFLOW] = "multiflow", [MF_METHOD_OMP] = "omp", [MF_METHOD_LMP] = "lmp",
@@ -57,21 +63,7 @@ bool mf_method_parse(const char *name, enum mf_method *m)
 
 bool mf_method_needs_data(enum mf_method m) { return m == MF_METHOD_MULTIFLOW; }
 
-/* ---- elementwise kernels over fixed blocks ------------------------------------------------- */
-
-enum phase { PH_ABS, PH_L2_SUM, PH_L2_DIV, PH_RAND };
-
-struct crit {
-    const struct mf_prune_set *set;
-    float *const *scores;
-    const int64_t *blk_off;   /* (n + 1) prefix counts of blocks per tensor */
-    int64_t n_blocks;
-    enum phase phase;
-    double *part;             /* (n_blocks) PH_L2_SUM: sum of w^2 per block */
-    const double *norm;       /* (n) PH_L2_DIV: Frobenius norm per tensor */
-    uint64_t seed;
-    int64_t *bad;             /* (nth) lowest tensor index with a non-finite score, or INT64_MAX */
-};
+/* ---- score generators (shared with select.c through score.h) ------------------------------- */
 
 static inline bool nonfinite(float f)
 {
@@ -88,63 +80,437 @@ static inline uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-static void block_kernel(void *arg, int ith, int nth)
+/* rand over [j0, j0 + n) inside block bl of tensor t: the block's generator is replayed from the
+ * block start (one 64-bit draw per pair), the Box-Muller math only runs for pairs holding a wanted
+ * element. One 64-bit draw -> two 24-bit uniforms -> a float Box-Muller pair (cos, sin). */
+static void fill_rand(const struct mf_score_gen *g, size_t t, int64_t j0, int64_t n, float *out, const uint8_t *want,
+                      uint8_t c)
 {
-    struct crit *c = arg;
+    int64_t nt = g->set->t[t].n, bl = j0 / MF_SCORE_BLOCK, jb = bl * MF_SCORE_BLOCK;
+    int64_t jend = MF_MIN(nt, jb + MF_SCORE_BLOCK), e = j0 + n;
+    MF_ASSERT(e <= jend);
+    struct mf_rng r;
+    mf_rng_seed(&r, g->seed ^ mix64(((uint64_t)t << 32) | (uint64_t)bl));
+    int64_t j = jb;
+    for (; j + 1 < j0; j += 2)
+        (void)mf_rng_u64(&r);
+    for (; j < e; j += 2) {
+        uint64_t u = mf_rng_u64(&r);
+        if (want) {
+            bool need = (j >= j0 && want[j - j0] == c) || (j + 1 < e && want[j + 1 - j0] == c);
+            if (!need)
+                continue;
+        }
+        float u1 = (float)((u >> 40) + 1) * 0x1.0p-24f; /* (0, 1] */
+        float u2 = (float)((u >> 8) & 0xffffffu) * 0x1.0p-24f;
+        float rad = sqrtf(-2.0f * logf(u1)), ang = 6.2831853f * u2;
+        if (j >= j0)
+            out[j - j0] = rad * cosf(ang);
+        if (j + 1 < e)
+            out[j + 1 - j0] = rad * sinf(ang);
+    }
+}
+
+void mf_score_gen_fill(const struct mf_score_gen *g, size_t t, int64_t j0, int64_t n, float *out,
+                       const uint8_t *want, uint8_t c)
+{
+    const struct mf_prune_tensor *pt = &g->set->t[t];
+    const float *w = pt->w + j0;
+    switch (g->kind) {
+    case MF_SCORE_ABS:
+        for (int64_t j = 0; j < n; j++)
+            out[j] = fabsf(w[j]);
+        break;
+    case MF_SCORE_L2: {
+        double nrm = g->norm[t];
+        if (nrm == 0) {
+            for (int64_t j = 0; j < n; j++)
+                out[j] = 0.0f;
+        } else {
+            for (int64_t j = 0; j < n; j++)
+                out[j] = (float)(fabs((double)w[j]) / nrm); /* NaN norm propagates */
+        }
+        break;
+    }
+    case MF_SCORE_RAND:
+        fill_rand(g, t, j0, n, out, want, c);
+        break;
+    case MF_SCORE_MFLOW: {
+        const double *o = g->o[t], *p = g->p[t];
+        int64_t in = pt->in, i = j0 / in, jj = j0 - i * in;
+        for (int64_t j = 0; j < n; j++) {
+            out[j] = (float)(o[i] * p[jj] * fabs((double)w[j]));
+            if (++jj == in) {
+                jj = 0;
+                i++;
+            }
+        }
+        break;
+    }
+    }
+}
+
+/* ---- l2 norms: per-block sums of squares reduced per tensor in block order ------------------- */
+
+struct l2sum {
+    const struct mf_prune_set *set;
+    const int64_t *blk_off; /* (n + 1) prefix counts of blocks per tensor */
+    int64_t n_blocks;
+    double *part;           /* (n_blocks) */
+};
+
+static void l2sum_kernel(void *arg, int ith, int nth)
+{
+    struct l2sum *c = arg;
+    int64_t b, e;
+    mf_split_range(c->n_blocks, ith, nth, &b, &e);
+    size_t t = 0;
+    for (int64_t blk = b; blk < e; blk++) {
+        while (c->blk_off[t + 1] <= blk)
+            t++; /* linear walk: a few hundred tensors at most */
+        const struct mf_prune_tensor *pt = &c->set->t[t];
+        int64_t j0 = (blk - c->blk_off[t]) * MF_SCORE_BLOCK, j1 = MF_MIN(pt->n, j0 + MF_SCORE_BLOCK);
+        double acc = 0;
+        for (int64_t j = j0; j < j1; j++)
+            acc += (double)pt->w[j] * (double)pt->w[j];
+        c->part[blk] = acc;
+    }
+}
+
+static enum mf_status l2_norms(struct mf_pool *pool, const struct mf_prune_set *set, double *norm, struct mf_err *err)
+{
+    enum mf_status rc = MF_OK;
+    int64_t *blk_off = mf_malloc((set->n + 1) * sizeof *blk_off);
+    double *part = NULL;
+    if (!blk_off) {
+        rc = mf_err_set(err, MF_ERR_NOMEM, "l2: out of memory");
+        goto fail;
+    }
+    blk_off[0] = 0;
+    for (size_t t = 0; t < set->n; t++)
+        blk_off[t + 1] = blk_off[t] + (set->t[t].n + MF_SCORE_BLOCK - 1) / MF_SCORE_BLOCK;
+    part = mf_malloc((size_t)MF_MAX(blk_off[set->n], 1) * sizeof *part);
+    if (!part) {
+        rc = mf_err_set(err, MF_ERR_NOMEM, "l2: out of memory for %lld block sums", (long long)blk_off[set->n]);
+        goto fail;
+    }
+    struct l2sum c = {.set = set, .blk_off = blk_off, .n_blocks = blk_off[set->n], .part = part};
+    mf_pool_run(pool, l2sum_kernel, &c);
+    for (size_t t = 0; t < set->n; t++) {
+        double acc = 0;
+        for (int64_t blk = blk_off[t]; blk < blk_off[t + 1]; blk++)
+            acc += part[blk];
+        norm[t] = sqrt(acc);
+    }
+fail:
+    mf_free(part);
+    mf_free(blk_off);
+    return rc;
+}
+
+/* ---- MULTIFLOW o and p: one tensor at a time, rows / columns split over threads ----------- */
+
+enum mfp_phase { MFP_ROWS, MFP_COLS };
+
+struct mflow {
+    const float *w;      /* (out, in) */
+    int64_t out, in;
+    const double *act;   /* (in) a_j */
+    double *o;           /* (out) */
+    double *p;           /* (in) */
+    enum mfp_phase phase;
+};
+
+static void mflow_kernel(void *arg, int ith, int nth)
+{
+    struct mflow *m = arg;
+    int64_t b, e;
+    if (m->phase == MFP_COLS) {
+        mf_split_range(m->in, ith, nth, &b, &e);
+        for (int64_t j = b; j < e; j++)
+            m->p[j] = 0;
+        for (int64_t i = 0; i < m->out; i++) {
+            const float *row = m->w + i * m->in;
+            for (int64_t j = b; j < e; j++)
+                m->p[j] += fabs((double)row[j]) * m->act[j];
+        }
+        for (int64_t j = b; j < e; j++)
+            m->p[j] /= (double)m->out;
+        return;
+    }
+    mf_split_range(m->out, ith, nth, &b, &e);
+    for (int64_t i = b; i < e; i++) {
+        const float *row = m->w + i * m->in;
+        double acc = 0;
+        for (int64_t j = 0; j < m->in; j++)
+            acc += fabs((double)row[j]) * m->act[j];
+        m->o[i] = acc / (double)m->in;
+    }
+}
+
+static enum mf_status mflow_state(struct mf_pool *pool, const struct mf_prune_set *set, struct mf_score_gen *g,
+                                  struct mf_err *err)
+{
+    enum mf_status rc = MF_OK;
+    int64_t max_in = 1, sum_op = 0;
+    double *act = NULL;
+    for (size_t t = 0; t < set->n; t++) {
+        const struct mf_prune_tensor *pt = &set->t[t];
+        if (!pt->sumsq || !(pt->count > 0))
+            return mf_err_set(err, MF_ERR_MISSING,
+                              "multiflow: tensor '%s' has no calibration statistics (count %g); run the "
+                              "calibration pass first", pt->name, pt->count);
+        if (!isfinite(pt->count))
+            return mf_err_set(err, MF_ERR_NUMERIC, "multiflow: tensor '%s' has a non-finite sequence count",
+                              pt->name);
+        max_in = MF_MAX(max_in, pt->in);
+        sum_op += pt->out + pt->in; /* each <= 2^32 elements: no overflow for any real set */
+    }
+    act = mf_malloc((size_t)max_in * sizeof *act);
+    g->o = mf_calloc(set->n ? set->n : 1, sizeof *g->o);
+    g->p = mf_calloc(set->n ? set->n : 1, sizeof *g->p);
+    g->op = mf_malloc((size_t)MF_MAX(sum_op, 1) * sizeof *g->op);
+    if (!act || !g->o || !g->p || !g->op) {
+        rc = mf_err_set(err, MF_ERR_NOMEM, "multiflow: out of memory for %lld-element o/p vectors", (long long)sum_op);
+        goto fail;
+    }
+    double *q = g->op;
+    for (size_t t = 0; t < set->n; t++) {
+        const struct mf_prune_tensor *pt = &set->t[t];
+        for (int64_t j = 0; j < pt->in; j++) {
+            double sj = pt->sumsq[j];
+            if (!(sj >= 0) || !isfinite(sj)) {
+                rc = mf_err_set(err, MF_ERR_NUMERIC,
+                                "multiflow: tensor '%s' has an invalid sum of squares %g at input feature %lld",
+                                pt->name, sj, (long long)j);
+                goto fail;
+            }
+            act[j] = sqrt(sj / pt->count);
+        }
+        g->o[t] = q;
+        g->p[t] = q + pt->out;
+        q += pt->out + pt->in;
+        struct mflow m = {.w = pt->w, .out = pt->out, .in = pt->in, .act = act, .o = g->o[t], .p = g->p[t]};
+        m.phase = MFP_ROWS;
+        mf_pool_run(pool, mflow_kernel, &m);
+        m.phase = MFP_COLS;
+        mf_pool_run(pool, mflow_kernel, &m);
+    }
+fail:
+    mf_free(act);
+    return rc;
+}
+
+enum mf_status mf_score_check_set(const struct mf_prune_set *set, struct mf_err *err)
+{
+    if (!set || (set->n > 0 && !set->t))
+        return mf_err_set(err, MF_ERR_ARG, "prune: NULL prunable set");
+    for (size_t t = 0; t < set->n; t++) {
+        const struct mf_prune_tensor *pt = &set->t[t];
+        int64_t n;
+        if (pt->out < 0 || pt->in < 0 || __builtin_mul_overflow(pt->out, pt->in, &n) || n != pt->n ||
+            (n > 0 && !pt->w))
+            return mf_err_set(err, MF_ERR_SHAPE, "prune: tensor '%s' has shape [%lld,%lld] but %lld elements",
+                              pt->name, (long long)pt->out, (long long)pt->in, (long long)pt->n);
+        if (n > (int64_t)UINT32_MAX)
+            return mf_err_set(err, MF_ERR_UNSUPPORTED, "prune: tensor '%s' has %lld elements (limit 2^32-1)",
+                              pt->name, (long long)n);
+    }
+    return MF_OK;
+}
+
+enum mf_status mf_score_gen_init(struct mf_pool *pool, enum mf_method method, const struct mf_prune_set *set,
+                                 uint64_t seed, struct mf_score_gen *g, struct mf_err *err)
+{
+    memset(g, 0, sizeof *g);
+    g->set = set;
+    g->seed = seed;
+    enum mf_status rc = mf_score_check_set(set, err);
+    if (rc != MF_OK)
+        return rc;
+    switch (method) {
+    case MF_METHOD_OMP:
+    case MF_METHOD_LMP:
+        g->kind = MF_SCORE_ABS;
+        return MF_OK;
+    case MF_METHOD_RAND:
+        g->kind = MF_SCORE_RAND;
+        return MF_OK;
+    case MF_METHOD_L2:
+        g->kind = MF_SCORE_L2;
+        g->norm = mf_malloc((set->n ? set->n : 1) * sizeof *g->norm);
+        if (!g->norm)
+            return mf_err_set(err, MF_ERR_NOMEM, "l2: out of memory");
+        rc = l2_norms(pool, set, g->norm, err);
+        break;
+    case MF_METHOD_MULTIFLOW:
+        g->kind = MF_SCORE_MFLOW;
+        rc = mflow_state(pool, set, g, err);
+        break;
+    default:
+        return mf_err_set(err, MF_ERR_ARG, "prune: method %s has no score generator", mf_method_name(method));
+    }
+    if (rc != MF_OK)
+        mf_score_gen_free(g);
+    return rc;
+}
+
+void mf_score_gen_free(struct mf_score_gen *g)
+{
+    mf_free(g->norm);
+    mf_free(g->o);
+    mf_free(g->p);
+    mf_free(g->op);
+    g->norm = NULL;
+    g->o = g->p = NULL;
+    g->op = NULL;
+}
+
+/* ---- LAMP walk: distinct magnitudes from the largest, without a sort of (key, index) items ---- */
+
+/* ascending sort of m uint16 values: insertion for short runs, two 8-bit LSD passes otherwise */
+static void sort_u16(uint16_t *a, uint16_t *tmp, int64_t m)
+{
+    if (m <= 24) {
+        for (int64_t i = 1; i < m; i++) {
+            uint16_t v = a[i];
+            int64_t j = i;
+            while (j > 0 && a[j - 1] > v) {
+                a[j] = a[j - 1];
+                j--;
+            }
+            a[j] = v;
+        }
+        return;
+    }
+    int64_t h[256];
+    for (int shift = 0; shift < 16; shift += 8) {
+        memset(h, 0, sizeof h);
+        for (int64_t i = 0; i < m; i++)
+            h[(a[i] >> shift) & 0xff]++;
+        int64_t sum = 0;
+        for (int b = 0; b < 256; b++) {
+            int64_t c = h[b];
+            h[b] = sum;
+            sum += c;
+        }
+        for (int64_t i = 0; i < m; i++)
+            tmp[h[(a[i] >> shift) & 0xff]++] = a[i];
+        uint16_t *sw = a;
+        a = tmp;
+        tmp = sw;
+    }
+    /* two passes: the sorted values are back in the first buffer */
+}
+
+int mf_lamp_walk(const float *w, int64_t n, struct mf_lamp_scratch *s,
+                 void (*visit)(void *ctx, uint32_t wkey, float score, int64_t count), void *ctx)
+{
+    enum { NB = 32768 };
+    if (!s->cnt) {
+        s->cnt = mf_malloc(NB * sizeof *s->cnt);
+        s->pos = mf_malloc(NB * sizeof *s->pos);
+        if (!s->cnt || !s->pos)
+            return -1;
+    }
+    if (n > s->cap) {
+        uint16_t *lo = mf_realloc(s->lo, (size_t)n * sizeof *lo);
+        if (!lo)
+            return -1;
+        s->lo = lo;
+        s->cap = n;
+    }
+    memset(s->cnt, 0, NB * sizeof *s->cnt);
+    for (int64_t j = 0; j < n; j++) {
+        uint32_t u;
+        memcpy(&u, &w[j], sizeof u);
+        u &= 0x7fffffffu; /* |w|: bit order is value order for non-negative floats */
+        if (u >= 0x7f800000u)
+            return 0;
+        s->cnt[u >> 16]++;
+    }
+    uint32_t sum = 0, max_m = 0;
+    for (int b = 0; b < NB; b++) {
+        s->pos[b] = sum;
+        sum += s->cnt[b];
+        max_m = MF_MAX(max_m, s->cnt[b]);
+    }
+    if ((int64_t)max_m > s->tcap && max_m > 24) {
+        uint16_t *tmp = mf_realloc(s->tmp, (size_t)max_m * sizeof *tmp);
+        if (!tmp)
+            return -1;
+        s->tmp = tmp;
+        s->tcap = max_m;
+    }
+    for (int64_t j = 0; j < n; j++) {
+        uint32_t u;
+        memcpy(&u, &w[j], sizeof u);
+        u &= 0x7fffffffu;
+        s->lo[s->pos[u >> 16]++] = (uint16_t)(u & 0xffffu);
+    }
+    /* from the largest: denominator = sum of v^2 over v^2 >= w^2, added one weight at a time in
+     * descending order (the bits of mf_prune_scores' LAMP) */
+    double acc = 0;
+    for (int b = NB - 1; b >= 0; b--) {
+        int64_t m = s->cnt[b];
+        if (m == 0)
+            continue;
+        uint16_t *a = s->lo + (s->pos[b] - (uint32_t)m);
+        sort_u16(a, s->tmp, m);
+        for (int64_t j = m - 1; j >= 0;) {
+            uint16_t lo = a[j];
+            int64_t g = j;
+            while (g > 0 && a[g - 1] == lo)
+                g--;
+            uint32_t key = ((uint32_t)b << 16) | lo;
+            float f;
+            memcpy(&f, &key, sizeof f);
+            double v = (double)f;
+            v *= v;
+            for (int64_t q = g; q <= j; q++)
+                acc += v;
+            visit(ctx, key, acc > 0 ? (float)(v / acc) : 0.0f, j - g + 1);
+            j = g - 1;
+        }
+    }
+    return 1;
+}
+
+void mf_lamp_scratch_free(struct mf_lamp_scratch *s)
+{
+    mf_free(s->cnt);
+    mf_free(s->pos);
+    mf_free(s->lo);
+    mf_free(s->tmp);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- full score arrays (mf_prune_scores) ----------------------------------------------------- */
+
+struct fill {
+    const struct mf_score_gen *g;
+    float *const *scores;
+    const int64_t *blk_off;  /* (n + 1) */
+    int64_t n_blocks;
+    int64_t *bad;            /* (nth) lowest tensor index with a non-finite score, or INT64_MAX */
+};
+
+static void fill_kernel(void *arg, int ith, int nth)
+{
+    struct fill *c = arg;
     int64_t b, e;
     mf_split_range(c->n_blocks, ith, nth, &b, &e);
     int64_t bad = INT64_MAX;
     size_t t = 0;
-    while (t + 1 < c->set->n && c->blk_off[t + 1] <= b)
-        t++; /* linear walk: a few hundred tensors at most */
     for (int64_t blk = b; blk < e; blk++) {
         while (c->blk_off[t + 1] <= blk)
             t++;
-        const struct mf_prune_tensor *pt = &c->set->t[t];
-        int64_t bl = blk - c->blk_off[t];
-        int64_t j0 = bl * BLOCK, j1 = MF_MIN(pt->n, j0 + BLOCK);
-        const float *w = pt->w;
-        float *s = c->scores[t];
+        int64_t j0 = (blk - c->blk_off[t]) * MF_SCORE_BLOCK, j1 = MF_MIN(c->g->set->t[t].n, j0 + MF_SCORE_BLOCK);
+        float *s = c->scores[t] + j0;
+        mf_score_gen_fill(c->g, t, j0, j1 - j0, s, NULL, 0);
         bool nf = false;
-        switch (c->phase) {
-        case PH_ABS:
-            for (int64_t j = j0; j < j1; j++) {
-                s[j] = fabsf(w[j]);
-                nf |= nonfinite(s[j]);
-            }
-            break;
-        case PH_L2_SUM: {
-            double acc = 0;
-            for (int64_t j = j0; j < j1; j++)
-                acc += (double)w[j] * (double)w[j];
-            c->part[blk] = acc;
-            break;
-        }
-        case PH_L2_DIV: {
-            double nrm = c->norm[t];
-            for (int64_t j = j0; j < j1; j++) {
-                s[j] = nrm == 0 ? 0.0f : (float)(fabs((double)w[j]) / nrm); /* NaN norm propagates */
-                nf |= nonfinite(s[j]);
-            }
-            break;
-        }
-        case PH_RAND: {
-            struct mf_rng r;
-            mf_rng_seed(&r, c->seed ^ mix64(((uint64_t)t << 32) | (uint64_t)bl));
-            /* one 64-bit draw -> two 24-bit uniforms -> a Box-Muller pair in float (scores are
-             * float; the pair halves the transcendental calls) */
-            for (int64_t j = j0; j < j1; j += 2) {
-                uint64_t u = mf_rng_u64(&r);
-                float u1 = (float)((u >> 40) + 1) * 0x1.0p-24f; /* (0, 1] */
-                float u2 = (float)((u >> 8) & 0xffffffu) * 0x1.0p-24f;
-                float rad = sqrtf(-2.0f * logf(u1)), ang = 6.2831853f * u2;
-                s[j] = rad * cosf(ang);
-                if (j + 1 < j1)
-                    s[j + 1] = rad * sinf(ang);
-            }
-            break;
-        }
-        }
+        for (int64_t j = 0; j < j1 - j0; j++)
+            nf |= nonfinite(s[j]);
         if (nf && (int64_t)t < bad)
             bad = (int64_t)t;
     }
@@ -234,125 +600,6 @@ static void lamp_kernel(void *arg, int ith, int nth)
     l->bad[ith] = bad;
 }
 
-/* ---- MULTIFLOW: one tensor at a time, rows / columns split over threads ------------------- */
-
-enum mf_phase { MFP_ROWS, MFP_COLS, MFP_SCORE };
-
-struct mflow {
-    const float *w;      /* (out, in) */
-    int64_t out, in;
-    const double *act;   /* (in) a_j */
-    double *o;           /* (out) */
-    double *p;           /* (in) */
-    float *s;            /* (out, in) */
-    enum mf_phase phase;
-    bool *bad;           /* (nth) */
-};
-
-static void mflow_kernel(void *arg, int ith, int nth)
-{
-    struct mflow *m = arg;
-    int64_t b, e;
-    bool nf = false;
-    if (m->phase == MFP_COLS) {
-        mf_split_range(m->in, ith, nth, &b, &e);
-        for (int64_t j = b; j < e; j++)
-            m->p[j] = 0;
-        for (int64_t i = 0; i < m->out; i++) {
-            const float *row = m->w + i * m->in;
-            for (int64_t j = b; j < e; j++)
-                m->p[j] += fabs((double)row[j]) * m->act[j];
-        }
-        for (int64_t j = b; j < e; j++)
-            m->p[j] /= (double)m->out;
-        return;
-    }
-    mf_split_range(m->out, ith, nth, &b, &e);
-    for (int64_t i = b; i < e; i++) {
-        const float *row = m->w + i * m->in;
-        if (m->phase == MFP_ROWS) {
-            double acc = 0;
-            for (int64_t j = 0; j < m->in; j++)
-                acc += fabs((double)row[j]) * m->act[j];
-            m->o[i] = acc / (double)m->in;
-        } else {
-            float *srow = m->s + i * m->in;
-            double oi = m->o[i];
-            for (int64_t j = 0; j < m->in; j++) {
-                srow[j] = (float)(oi * m->p[j] * fabs((double)row[j]));
-                nf |= nonfinite(srow[j]);
-            }
-        }
-    }
-    m->bad[ith] = nf;
-}
-
-static enum mf_status score_multiflow(struct mf_pool *pool, const struct mf_prune_set *set, float *const *scores,
-                                      struct mf_err *err)
-{
-    enum mf_status rc = MF_OK;
-    int nth = mf_pool_size(pool);
-    int64_t max_in = 1, max_out = 1;
-    double *act = NULL, *o = NULL, *p = NULL;
-    bool *bad = NULL;
-    for (size_t t = 0; t < set->n; t++) {
-        const struct mf_prune_tensor *pt = &set->t[t];
-        if (!pt->sumsq || !(pt->count > 0))
-            return mf_err_set(err, MF_ERR_MISSING,
-                              "multiflow: tensor '%s' has no calibration statistics (count %g); run the "
-                              "calibration pass first", pt->name, pt->count);
-        if (!isfinite(pt->count))
-            return mf_err_set(err, MF_ERR_NUMERIC, "multiflow: tensor '%s' has a non-finite sequence count",
-                              pt->name);
-        max_in = MF_MAX(max_in, pt->in);
-        max_out = MF_MAX(max_out, pt->out);
-    }
-    act = mf_malloc((size_t)max_in * sizeof *act);
-    p = mf_malloc((size_t)max_in * sizeof *p);
-    o = mf_malloc((size_t)max_out * sizeof *o);
-    bad = mf_calloc((size_t)nth, sizeof *bad);
-    if (!act || !p || !o || !bad) {
-        rc = mf_err_set(err, MF_ERR_NOMEM, "multiflow: out of memory for %lld-element scratch",
-                        (long long)(max_in + max_out));
-        goto fail;
-    }
-    for (size_t t = 0; t < set->n; t++) {
-        const struct mf_prune_tensor *pt = &set->t[t];
-        for (int64_t j = 0; j < pt->in; j++) {
-            double sj = pt->sumsq[j];
-            if (!(sj >= 0) || !isfinite(sj)) {
-                rc = mf_err_set(err, MF_ERR_NUMERIC,
-                                "multiflow: tensor '%s' has an invalid sum of squares %g at input feature %lld",
-                                pt->name, sj, (long long)j);
-                goto fail;
-            }
-            act[j] = sqrt(sj / pt->count);
-        }
-        struct mflow m = {.w = pt->w, .out = pt->out, .in = pt->in, .act = act, .o = o, .p = p, .s = scores[t],
-                          .bad = bad};
-        m.phase = MFP_ROWS;
-        mf_pool_run(pool, mflow_kernel, &m);
-        m.phase = MFP_COLS;
-        mf_pool_run(pool, mflow_kernel, &m);
-        m.phase = MFP_SCORE;
-        mf_pool_run(pool, mflow_kernel, &m);
-        for (int i = 0; i < nth; i++) {
-            if (bad[i]) {
-                rc = mf_err_set(err, MF_ERR_NUMERIC,
-                                "multiflow: tensor '%s' [%lld,%lld] has non-finite scores (NaN/inf weights or "
-                                "overflow)", pt->name, (long long)pt->out, (long long)pt->in);
-                goto fail;
-            }
-        }
-    }
-fail:
-    mf_free(bad);
-    mf_free(o);
-    mf_free(p);
-    mf_free(act);
-    return rc;
-}
-
 static enum mf_status report_bad(const struct mf_prune_set *set, const int64_t *bad, int nth, enum mf_method method,
                                  struct mf_err *err)
 {
@@ -372,28 +619,21 @@ enum mf_status mf_prune_scores(struct mf_pool *pool, enum mf_method method, cons
     enum mf_status rc = MF_OK;
     int nth = mf_pool_size(pool);
     int64_t *blk_off = NULL, *bad = NULL, max_n = 0;
-    double *part = NULL, *norm = NULL;
     uint64_t *scratch = NULL;
+    struct mf_score_gen g = {0};
 
     if ((int)method < 0 || method >= MF_METHOD_COUNT)
         return mf_err_set(err, MF_ERR_ARG, "prune: unknown method %d", (int)method);
     if (!set || (set->n > 0 && (!set->t || !scores)))
         return mf_err_set(err, MF_ERR_ARG, "prune: NULL prunable set or score arrays");
+    rc = mf_score_check_set(set, err);
+    if (rc != MF_OK)
+        return rc;
     for (size_t t = 0; t < set->n; t++) {
-        const struct mf_prune_tensor *pt = &set->t[t];
-        int64_t n;
-        if (pt->out < 0 || pt->in < 0 || __builtin_mul_overflow(pt->out, pt->in, &n) || n != pt->n ||
-            (n > 0 && (!pt->w || !scores[t])))
-            return mf_err_set(err, MF_ERR_SHAPE, "prune: tensor '%s' has shape [%lld,%lld] but %lld elements",
-                              pt->name, (long long)pt->out, (long long)pt->in, (long long)pt->n);
-        if (n > (int64_t)UINT32_MAX)
-            return mf_err_set(err, MF_ERR_UNSUPPORTED, "prune: tensor '%s' has %lld elements (limit 2^32-1)",
-                              pt->name, (long long)n);
-        max_n = MF_MAX(max_n, n);
+        if (set->t[t].n > 0 && !scores[t])
+            return mf_err_set(err, MF_ERR_ARG, "prune: NULL score array for tensor '%s'", set->t[t].name);
+        max_n = MF_MAX(max_n, set->t[t].n);
     }
-    if (method == MF_METHOD_MULTIFLOW)
-        return score_multiflow(pool, set, scores, err);
-
     bad = mf_malloc((size_t)nth * sizeof *bad);
     if (!bad) {
         rc = mf_err_set(err, MF_ERR_NOMEM, "prune: out of memory");
@@ -412,7 +652,9 @@ enum mf_status mf_prune_scores(struct mf_pool *pool, enum mf_method method, cons
         rc = report_bad(set, bad, nth, method, err);
         goto fail;
     }
-
+    rc = mf_score_gen_init(pool, method, set, seed, &g, err);
+    if (rc != MF_OK)
+        goto fail;
     blk_off = mf_malloc((set->n + 1) * sizeof *blk_off);
     if (!blk_off) {
         rc = mf_err_set(err, MF_ERR_NOMEM, "prune: out of memory");
@@ -420,45 +662,15 @@ enum mf_status mf_prune_scores(struct mf_pool *pool, enum mf_method method, cons
     }
     blk_off[0] = 0;
     for (size_t t = 0; t < set->n; t++)
-        blk_off[t + 1] = blk_off[t] + (set->t[t].n + BLOCK - 1) / BLOCK;
-    struct crit c = {.set = set, .scores = scores, .blk_off = blk_off, .n_blocks = blk_off[set->n], .seed = seed,
-                     .bad = bad};
+        blk_off[t + 1] = blk_off[t] + (set->t[t].n + MF_SCORE_BLOCK - 1) / MF_SCORE_BLOCK;
     if (set->n == 0)
         goto fail;
-    switch (method) {
-    case MF_METHOD_OMP:
-    case MF_METHOD_LMP:
-        c.phase = PH_ABS;
-        break;
-    case MF_METHOD_RAND:
-        c.phase = PH_RAND;
-        break;
-    default: /* L2: per-block sums of squares, reduced per tensor in block order */
-        part = mf_malloc((size_t)MF_MAX(c.n_blocks, 1) * sizeof *part);
-        norm = mf_malloc(set->n * sizeof *norm);
-        if (!part || !norm) {
-            rc = mf_err_set(err, MF_ERR_NOMEM, "l2: out of memory");
-            goto fail;
-        }
-        c.part = part;
-        c.phase = PH_L2_SUM;
-        mf_pool_run(pool, block_kernel, &c);
-        for (size_t t = 0; t < set->n; t++) {
-            double acc = 0;
-            for (int64_t blk = blk_off[t]; blk < blk_off[t + 1]; blk++)
-                acc += part[blk];
-            norm[t] = sqrt(acc);
-        }
-        c.norm = norm;
-        c.phase = PH_L2_DIV;
-        break;
-    }
-    mf_pool_run(pool, block_kernel, &c);
+    struct fill c = {.g = &g, .scores = scores, .blk_off = blk_off, .n_blocks = blk_off[set->n], .bad = bad};
+    mf_pool_run(pool, fill_kernel, &c);
     rc = report_bad(set, bad, nth, method, err);
 fail:
+    mf_score_gen_free(&g);
     mf_free(scratch);
-    mf_free(norm);
-    mf_free(part);
     mf_free(blk_off);
     mf_free(bad);
     return rc;

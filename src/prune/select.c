@@ -4,46 +4,65 @@
  * "Data-free pruners" scopes, MULTIFLOW steps 1 and 4).
  *
  * Algorithm: radix select on the order-preserving uint32 key of each float (sign flipped for
- * positives, all bits flipped for negatives, -0 canonicalised to +0 so that -0 == +0 tie). Three
- * histogram passes (11, 11 and 10 key bits) narrow the k-th key T; a fourth pass writes the mask:
- * keys below T are pruned, and among keys equal to T the first (k - count_below) in position order
- * (array, then element) are pruned. Every pass splits the positions of the scope into nth contiguous
- * ranges; per-thread histograms are reduced in thread order, and the per-thread counts of keys equal
- * to T (the last histogram) give each thread its share of the tie quota, so the result does not
- * depend on the thread count. O(total) per scope, no sort, O(nth * 2048) scratch.
+ * positives, all bits flipped for negatives, -0 canonicalised to +0 so that -0 == +0 tie). Pass 1
+ * histograms the top 16 key bits (per-thread 65536-bin histograms, summed in thread order) and finds
+ * the bin B of the k-th key; pass 2 histograms the low 16 bits of the keys in B, which gives the k-th
+ * key T and, per thread, the count of keys equal to T; pass 3 writes the mask: keys below T are
+ * pruned, and among keys equal to T the first (k - count_below) in position order (array, then
+ * element) are pruned, each thread taking its share of that quota in thread order. Positions are
+ * split into nth contiguous ranges, so the result does not depend on the thread count.
+ *
+ * Scores come either from caller arrays (mf_select_lowest, mf_prune_masks) or from a score
+ * generator (score.h) that recomputes them block by block in every pass, so the mask path of
+ * mf_prune_compute_masks holds no float per weight: weights + masks + O(nth * 65536) scratch. For
+ * rand, whose scores cost transcendental math, pass 1 also stores in each mask byte a code, a
+ * non-decreasing function of the top key bits (normal quantiles), and passes 2 and 3 recompute only
+ * the scores whose code is that of B. LAMP's score depends on the whole tensor but is monotonic in
+ * |w| within it: each pass walks every tensor's distinct magnitudes (mf_lamp_walk, one tensor per
+ * thread) and the mask pass turns T into a per-tensor |w| interval; ties at T are marked 2 and
+ * resolved afterwards in position order.
  *
  * It does not compute scores (criteria.c) nor know about models; the scope is whatever the caller
  * passes. Deviation from the reference (pruning.md): the reference prunes every score <= the k-th
  * value (torch.kthvalue), so ties make it prune more than k; here exactly k are pruned.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/common.h"
 #include "core/pool.h"
 #include "multiflow/prune.h"
+#include "prune/score.h"
 
-#define BINS 2048
+#define HBINS 65536
+#define CH MF_SCORE_BLOCK
 
-enum sel_pass { PASS_HI = 0, PASS_MID = 1, PASS_LO = 2, PASS_FINAL = 3 };
+enum sel_pass { PASS_HI = 0, PASS_LO = 1, PASS_FINAL = 2 };
 
 struct sel {
     size_t n_arrays;
-    const float *const *x;      /* n_arrays arrays, x[a] has len[a] floats */
-    const int64_t *off;         /* (n_arrays + 1) prefix offsets of the positions */
+    const float *const *x;          /* array source: x[a] has len[a] floats */
+    const struct mf_score_gen *g;   /* generator source (x unused) */
+    const size_t *tix;              /* (n_arrays) generator source: tensor index of array a */
+    const int64_t *off;             /* (n_arrays + 1) prefix offsets of the positions */
     int64_t total;
-    bool use_abs;               /* select on |x| (MULTIFLOW step 1 on the weights) */
+    bool use_abs;                   /* select on |x| (MULTIFLOW step 1 on the weights) */
+    const uint8_t *codemap;         /* (HBINS) code of each top bin, or NULL (then no codes) */
     int nth;
     /* pass state */
     enum sel_pass pass;
-    uint32_t prefix;            /* PASS_MID: key >> 21; PASS_LO: key >> 10 */
-    uint32_t T;                 /* PASS_FINAL: the k-th key */
-    int64_t *hist;              /* (nth, BINS) */
-    int64_t *bad;               /* (nth) first non-finite position in the thread's range, or -1 */
-    int64_t *quota;             /* (nth) PASS_FINAL: keys == T this thread prunes */
-    uint8_t *const *mask;       /* PASS_FINAL output, or NULL */
-    int64_t *counts;            /* (nth, n_arrays) PASS_FINAL output when mask is NULL */
+    uint32_t B;                     /* PASS_LO: top 16 bits of the k-th key */
+    uint32_t T;                     /* PASS_FINAL: the k-th key */
+    uint8_t C;                      /* coded: code of B */
+    int64_t *hist;                  /* (nth, HBINS) */
+    int64_t *bad;                   /* (nth) first non-finite position in the thread's range, or -1 */
+    float *badval;                  /* (nth) its value */
+    int64_t *quota;                 /* (nth) PASS_FINAL: keys == T this thread prunes */
+    uint8_t *const *mask;           /* PASS_FINAL output (and codes when coded), or NULL */
+    int64_t *counts;                /* (nth, n_arrays) PASS_FINAL output when mask is NULL */
+    float *buf;                     /* (nth, CH) generated scores */
 };
 
 static inline uint32_t float_key(float f, bool use_abs)
@@ -79,15 +98,117 @@ static size_t array_of(const struct sel *s, int64_t p)
     return lo;
 }
 
+static inline const float *chunk_scores(const struct sel *s, size_t a, int64_t j, int64_t n, float *buf,
+                                        const uint8_t *want, uint8_t c)
+{
+    if (!s->g)
+        return s->x[a] + j;
+    mf_score_gen_fill(s->g, s->tix[a], j, n, buf, want, c);
+    return buf;
+}
+
+/* One chunk [j, j + n) of array a; returns false when a non-finite score stops pass 1. */
+static bool sel_chunk(struct sel *s, int ith, size_t a, int64_t j, int64_t n, int64_t *hist, int64_t *quota,
+                      int64_t *count)
+{
+    const bool ab = s->use_abs, coded = s->codemap && s->mask;
+    float *buf = s->buf + (size_t)ith * CH;
+    uint8_t *m = s->mask ? s->mask[a] + j : NULL;
+    const uint8_t C = s->C;
+    switch (s->pass) {
+    case PASS_HI: {
+        const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
+        for (int64_t i = 0; i < n; i++) {
+            if (bits_nonfinite(x[i])) {
+                s->bad[ith] = s->off[a] + j + i;
+                s->badval[ith] = x[i];
+                return false;
+            }
+            uint32_t k = float_key(x[i], ab);
+            hist[k >> 16]++;
+            if (coded)
+                m[i] = s->codemap[k >> 16];
+        }
+        return true;
+    }
+    case PASS_LO: {
+        const uint32_t B = s->B;
+        if (coded) {
+            const float *x = chunk_scores(s, a, j, n, buf, m, C);
+            for (int64_t i = 0; i < n; i++) {
+                if (m[i] != C)
+                    continue;
+                uint32_t k = float_key(x[i], ab);
+                hist[k & 0xffffu] += (k >> 16) == B;
+            }
+        } else {
+            const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
+            for (int64_t i = 0; i < n; i++) {
+                uint32_t k = float_key(x[i], ab);
+                hist[k & 0xffffu] += (k >> 16) == B; /* branchless: the bin is a coin flip */
+            }
+        }
+        return true;
+    }
+    case PASS_FINAL: {
+        const uint32_t T = s->T;
+        if (m && coded) {
+            const float *x = chunk_scores(s, a, j, n, buf, m, C);
+            for (int64_t i = 0; i < n; i++) {
+                uint8_t code = m[i], keep = code > C;
+                if (code == C) {
+                    uint32_t k = float_key(x[i], ab);
+                    keep = k > T;
+                    if (k == T) {
+                        if (*quota > 0)
+                            (*quota)--;
+                        else
+                            keep = 1;
+                    }
+                }
+                m[i] = keep;
+            }
+        } else if (m) {
+            const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
+            for (int64_t i = 0; i < n; i++) {
+                uint32_t k = float_key(x[i], ab);
+                uint8_t keep = k > T;
+                if (k == T) {
+                    if (*quota > 0)
+                        (*quota)--;
+                    else
+                        keep = 1;
+                }
+                m[i] = keep;
+            }
+        } else {
+            const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
+            int64_t c = 0;
+            for (int64_t i = 0; i < n; i++) {
+                uint32_t k = float_key(x[i], ab);
+                if (k < T) {
+                    c++;
+                } else if (k == T && *quota > 0) {
+                    (*quota)--;
+                    c++;
+                }
+            }
+            *count += c;
+        }
+        return true;
+    }
+    }
+    return true;
+}
+
 static void sel_kernel(void *arg, int ith, int nth)
 {
     struct sel *s = arg;
     int64_t b, e;
     mf_split_range(s->total, ith, nth, &b, &e);
-    int64_t *hist = s->hist + (size_t)ith * BINS;
-    const bool ab = s->use_abs;
+    int64_t *hist = s->hist + (size_t)ith * HBINS;
     if (s->pass != PASS_FINAL)
-        memset(hist, 0, BINS * sizeof *hist);
+        memset(hist, 0, HBINS * sizeof *hist);
     if (s->pass == PASS_HI)
         s->bad[ith] = -1;
     int64_t quota = s->pass == PASS_FINAL ? s->quota[ith] : 0;
@@ -99,77 +220,26 @@ static void sel_kernel(void *arg, int ith, int nth)
     size_t a = array_of(s, b);
     for (int64_t p = b; p < e; a++) {
         int64_t j0 = p - s->off[a], j1 = MF_MIN(e, s->off[a + 1]) - s->off[a];
-        const float *x = s->x[a];
         p = s->off[a + 1];
-        switch (s->pass) {
-        case PASS_HI:
-            for (int64_t j = j0; j < j1; j++) {
-                if (bits_nonfinite(x[j])) {
-                    s->bad[ith] = s->off[a] + j;
-                    return;
-                }
-                hist[float_key(x[j], ab) >> 21]++;
-            }
-            break;
-        case PASS_MID: {
-            const uint32_t pre = s->prefix;
-            for (int64_t j = j0; j < j1; j++) {
-                uint32_t k = float_key(x[j], ab);
-                hist[(k >> 10) & 0x7ffu] += (k >> 21) == pre; /* branchless: the bin is a coin flip */
-            }
-            break;
-        }
-        case PASS_LO: {
-            const uint32_t pre = s->prefix;
-            for (int64_t j = j0; j < j1; j++) {
-                uint32_t k = float_key(x[j], ab);
-                hist[k & 0x3ffu] += (k >> 10) == pre;
-            }
-            break;
-        }
-        case PASS_FINAL: {
-            const uint32_t T = s->T;
-            if (s->mask) {
-                uint8_t *m = s->mask[a];
-                for (int64_t j = j0; j < j1; j++) {
-                    uint32_t k = float_key(x[j], ab);
-                    uint8_t keep = k > T;
-                    if (k == T) {
-                        if (quota > 0)
-                            quota--;
-                        else
-                            keep = 1;
-                    }
-                    m[j] = keep;
-                }
-            } else {
-                int64_t c = 0;
-                for (int64_t j = j0; j < j1; j++) {
-                    uint32_t k = float_key(x[j], ab);
-                    if (k < T) {
-                        c++;
-                    } else if (k == T && quota > 0) {
-                        quota--;
-                        c++;
-                    }
-                }
-                counts[a] = c;
-            }
-            break;
-        }
+        /* chunks aligned to CH inside the array (a generator block never straddles two) */
+        for (int64_t j = j0; j < j1;) {
+            int64_t je = MF_MIN(j1, (j / CH + 1) * CH);
+            if (!sel_chunk(s, ith, a, j, je - j, hist, &quota, counts ? &counts[a] : NULL))
+                return;
+            j = je;
         }
     }
 }
 
 /* Sums the per-thread histograms and finds the bin holding the need-th smallest key (need >= 1);
  * *below gets the count of keys in lower bins. */
-static uint32_t find_bin(const struct sel *s, int nbins, int64_t need, int64_t *below)
+static uint32_t find_bin(const int64_t *hist, int nth, int64_t need, int64_t *below)
 {
     int64_t cum = 0;
-    for (int bin = 0; bin < nbins; bin++) {
+    for (int bin = 0; bin < HBINS; bin++) {
         int64_t h = 0;
-        for (int t = 0; t < s->nth; t++)
-            h += s->hist[(size_t)t * BINS + bin];
+        for (int t = 0; t < nth; t++)
+            h += hist[(size_t)t * HBINS + bin];
         if (cum + h >= need) {
             *below = cum;
             return (uint32_t)bin;
@@ -180,28 +250,125 @@ static uint32_t find_bin(const struct sel *s, int nbins, int64_t need, int64_t *
     return 0;
 }
 
-static enum mf_status select_impl(struct mf_pool *pool, size_t n_arrays, const float *const *x, const int64_t *len,
-                                  const char *const *names, int64_t k, bool use_abs, uint8_t *const *mask,
-                                  int64_t *pruned, struct mf_err *err)
+/* Lower edge of top bin b as a float (the inverse of float_key). */
+static float bin_floor(uint32_t b)
+{
+    uint32_t key = b << 16, u = (key & 0x80000000u) ? key ^ 0x80000000u : ~key;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* rand codes: 256 * Phi(lower edge of the bin), non-decreasing in the bin, so code(x) < code(B)
+ * implies key(x) < key of any score in B. */
+static void normal_codemap(uint8_t *map)
+{
+    for (uint32_t b = 0; b < HBINS; b++) {
+        float f = bin_floor(b);
+        int c;
+        if (isnan(f))
+            c = b >= 0x8000u ? 255 : 0;
+        else
+            c = (int)(256.0 * 0.5 * erfc(-(double)f / sqrt(2.0)));
+        map[b] = (uint8_t)MF_MAX(0, MF_MIN(255, c));
+    }
+}
+
+/* Exact-k over a scope described by s (source, offsets, total set by the caller). */
+static enum mf_status sel_run(struct mf_pool *pool, struct sel *s, const char *const *names, int64_t k,
+                              uint8_t *const *mask, int64_t *pruned, struct mf_err *err)
 {
     enum mf_status rc = MF_OK;
-    struct sel s = {0};
-    int64_t *off = NULL;
     int nth = mf_pool_size(pool);
-
-    if (n_arrays > 0 && (!x || !len))
-        return mf_err_set(err, MF_ERR_ARG, "select: NULL score arrays or lengths for %zu arrays", n_arrays);
-    off = mf_malloc((n_arrays + 1) * sizeof *off);
-    s.hist = mf_malloc((size_t)nth * BINS * sizeof *s.hist);
-    s.bad = mf_malloc((size_t)nth * sizeof *s.bad);
-    s.quota = mf_calloc((size_t)nth, sizeof *s.quota);
-    if (!off || !s.hist || !s.bad || !s.quota) {
+    s->nth = nth;
+    s->mask = mask;
+    s->hist = mf_malloc((size_t)nth * HBINS * sizeof *s->hist);
+    s->bad = mf_malloc((size_t)nth * sizeof *s->bad);
+    s->badval = mf_malloc((size_t)nth * sizeof *s->badval);
+    s->quota = mf_calloc((size_t)nth, sizeof *s->quota);
+    s->buf = s->g ? mf_malloc((size_t)nth * CH * sizeof *s->buf) : NULL;
+    if (!s->hist || !s->bad || !s->badval || !s->quota || (s->g && !s->buf)) {
         rc = mf_err_set(err, MF_ERR_NOMEM, "select: out of memory for %d thread histograms", nth);
         goto fail;
     }
+    /* pass 1 also rejects NaN/inf, reporting the lowest bad position */
+    s->pass = PASS_HI;
+    mf_pool_run(pool, sel_kernel, s);
+    for (int t = 0; t < nth; t++) {
+        if (s->bad[t] >= 0) {
+            size_t a = array_of(s, s->bad[t]);
+            int64_t j = s->bad[t] - s->off[a];
+            char label[32];
+            snprintf(label, sizeof label, "array %zu", a);
+            rc = mf_err_set(err, MF_ERR_NUMERIC, "%s of tensor '%s' contain a non-finite value (%g) at element %lld",
+                            s->use_abs ? "weights" : "scores", names && names[a] ? names[a] : label,
+                            (double)s->badval[t], (long long)j);
+            goto fail;
+        }
+    }
+    if (k == 0) {
+        s->T = 0; /* below every finite key; quotas stay 0: nothing pruned */
+        s->C = 0;
+    } else {
+        int64_t below = 0, b = 0;
+        s->B = find_bin(s->hist, nth, k, &b);
+        below += b;
+        s->C = s->codemap ? s->codemap[s->B] : 0;
+        s->pass = PASS_LO;
+        mf_pool_run(pool, sel_kernel, s);
+        uint32_t lo = find_bin(s->hist, nth, k - below, &b);
+        below += b;
+        s->T = (s->B << 16) | lo;
+        /* ties: the first (k - below) keys == T in position order; thread t holds hist[t][lo] of them */
+        int64_t left = k - below;
+        for (int t = 0; t < nth; t++) {
+            int64_t eq = s->hist[(size_t)t * HBINS + lo];
+            s->quota[t] = MF_MIN(left, eq);
+            left -= s->quota[t];
+        }
+        MF_ASSERT(left == 0);
+    }
+    s->pass = PASS_FINAL;
+    if (!mask) {
+        s->counts = mf_malloc((size_t)nth * (s->n_arrays ? s->n_arrays : 1) * sizeof *s->counts);
+        if (!s->counts) {
+            rc = mf_err_set(err, MF_ERR_NOMEM, "select: out of memory for per-thread counts");
+            goto fail;
+        }
+    }
+    mf_pool_run(pool, sel_kernel, s);
+    if (!mask) {
+        for (size_t a = 0; a < s->n_arrays; a++) {
+            int64_t c = 0;
+            for (int t = 0; t < nth; t++)
+                c += s->counts[(size_t)t * s->n_arrays + a];
+            pruned[a] = c;
+        }
+    }
+fail:
+    mf_free(s->counts);
+    mf_free(s->buf);
+    mf_free(s->quota);
+    mf_free(s->badval);
+    mf_free(s->bad);
+    mf_free(s->hist);
+    s->counts = s->quota = s->bad = s->hist = NULL;
+    s->buf = s->badval = NULL;
+    return rc;
+}
+
+/* Offsets of a scope; checks lengths, buffers and k. */
+static enum mf_status scope_offsets(size_t n_arrays, const float *const *x, const int64_t *len,
+                                    const char *const *names, uint8_t *const *mask, int64_t k, int64_t **off_out,
+                                    struct mf_err *err)
+{
+    int64_t *off = mf_malloc((n_arrays + 1) * sizeof *off);
+    enum mf_status rc = MF_OK;
+    if (!off)
+        return mf_err_set(err, MF_ERR_NOMEM, "select: out of memory for %zu offsets", n_arrays);
     off[0] = 0;
     for (size_t a = 0; a < n_arrays; a++) {
-        if (len[a] < 0 || (len[a] > 0 && (!x[a] || (mask && !mask[a])))) {
+        if (len[a] < 0 || (len[a] > 0 && ((x && !x[a]) || (mask && !mask[a])))) {
             rc = mf_err_set(err, MF_ERR_ARG, "select: array %zu ('%s') has length %lld and a NULL buffer", a,
                             names && names[a] ? names[a] : "?", (long long)len[a]);
             goto fail;
@@ -216,77 +383,45 @@ static enum mf_status select_impl(struct mf_pool *pool, size_t n_arrays, const f
                         (long long)off[n_arrays]);
         goto fail;
     }
-    s.n_arrays = n_arrays;
-    s.x = x;
-    s.off = off;
-    s.total = off[n_arrays];
-    s.use_abs = use_abs;
-    s.nth = nth;
-
-    /* pass 1 also rejects NaN/inf, reporting the lowest bad position */
-    s.pass = PASS_HI;
-    mf_pool_run(pool, sel_kernel, &s);
-    for (int t = 0; t < nth; t++) {
-        if (s.bad[t] >= 0) {
-            size_t a = array_of(&s, s.bad[t]);
-            int64_t j = s.bad[t] - off[a];
-            char label[32];
-            snprintf(label, sizeof label, "array %zu", a);
-            rc = mf_err_set(err, MF_ERR_NUMERIC, "%s of tensor '%s' contain a non-finite value (%g) at element %lld",
-                            use_abs ? "weights" : "scores", names && names[a] ? names[a] : label, (double)x[a][j], (long long)j);
-            goto fail;
-        }
-    }
-
-    if (k == 0) {
-        s.T = 0; /* below every finite key; quotas stay 0: nothing pruned */
-    } else {
-        int64_t below = 0, b = 0;
-        uint32_t b1 = find_bin(&s, 2048, k, &b);
-        below += b;
-        s.pass = PASS_MID;
-        s.prefix = b1;
-        mf_pool_run(pool, sel_kernel, &s);
-        uint32_t b2 = find_bin(&s, 2048, k - below, &b);
-        below += b;
-        s.pass = PASS_LO;
-        s.prefix = (b1 << 11) | b2;
-        mf_pool_run(pool, sel_kernel, &s);
-        uint32_t b3 = find_bin(&s, 1024, k - below, &b);
-        below += b;
-        s.T = (s.prefix << 10) | b3;
-        /* ties: the first (k - below) keys == T in position order; thread t holds hist[t][b3] of them */
-        int64_t left = k - below;
-        for (int t = 0; t < nth; t++) {
-            int64_t eq = s.hist[(size_t)t * BINS + b3];
-            s.quota[t] = MF_MIN(left, eq);
-            left -= s.quota[t];
-        }
-        MF_ASSERT(left == 0);
-    }
-    s.pass = PASS_FINAL;
-    s.mask = mask;
-    if (!mask) {
-        s.counts = mf_malloc((size_t)nth * (n_arrays ? n_arrays : 1) * sizeof *s.counts);
-        if (!s.counts) {
-            rc = mf_err_set(err, MF_ERR_NOMEM, "select: out of memory for per-thread counts");
-            goto fail;
-        }
-    }
-    mf_pool_run(pool, sel_kernel, &s);
-    if (!mask) {
-        for (size_t a = 0; a < n_arrays; a++) {
-            int64_t c = 0;
-            for (int t = 0; t < nth; t++)
-                c += s.counts[(size_t)t * n_arrays + a];
-            pruned[a] = c;
-        }
-    }
+    *off_out = off;
+    return MF_OK;
 fail:
-    mf_free(s.counts);
-    mf_free(s.quota);
-    mf_free(s.bad);
-    mf_free(s.hist);
+    mf_free(off);
+    return rc;
+}
+
+static enum mf_status select_impl(struct mf_pool *pool, size_t n_arrays, const float *const *x, const int64_t *len,
+                                  const char *const *names, int64_t k, bool use_abs, uint8_t *const *mask,
+                                  int64_t *pruned, struct mf_err *err)
+{
+    int64_t *off = NULL;
+    if (n_arrays > 0 && (!x || !len))
+        return mf_err_set(err, MF_ERR_ARG, "select: NULL score arrays or lengths for %zu arrays", n_arrays);
+    enum mf_status rc = scope_offsets(n_arrays, x, len, names, mask, k, &off, err);
+    if (rc != MF_OK)
+        return rc;
+    struct sel s = {.n_arrays = n_arrays, .x = x, .off = off, .total = off[n_arrays], .use_abs = use_abs};
+    rc = sel_run(pool, &s, names, k, mask, pruned, err);
+    mf_free(off);
+    return rc;
+}
+
+/* Exact-k over the tensors tix[0..m) of g's set, scores recomputed by the generator. */
+static enum mf_status select_gen(struct mf_pool *pool, const struct mf_score_gen *g, const size_t *tix, size_t m,
+                                 int64_t k, bool use_abs, const uint8_t *codemap, uint8_t *const *mask,
+                                 int64_t *pruned, const char **names, int64_t *len, struct mf_err *err)
+{
+    int64_t *off = NULL;
+    for (size_t a = 0; a < m; a++) {
+        names[a] = g->set->t[tix[a]].name;
+        len[a] = g->set->t[tix[a]].n;
+    }
+    enum mf_status rc = scope_offsets(m, NULL, len, names, mask, k, &off, err);
+    if (rc != MF_OK)
+        return rc;
+    struct sel s = {.n_arrays = m, .g = g, .tix = tix, .off = off, .total = off[m], .use_abs = use_abs,
+                    .codemap = codemap};
+    rc = sel_run(pool, &s, names, k, mask, pruned, err);
     mf_free(off);
     return rc;
 }
@@ -307,6 +442,190 @@ enum mf_status mf_select_count(struct mf_pool *pool, size_t n_arrays, const floa
     if (n_arrays > 0 && !pruned)
         return mf_err_set(err, MF_ERR_ARG, "select: NULL count array");
     return select_impl(pool, n_arrays, scores, len, names, k, false, NULL, pruned, err);
+}
+
+/* ---- LAMP: one tensor per thread per pass, walking its distinct magnitudes -------------------- */
+
+struct lsel {
+    const struct mf_prune_set *set;
+    struct mf_lamp_scratch *scr;    /* (nth) */
+    int64_t *hist;                  /* (nth, HBINS) */
+    enum sel_pass pass;
+    uint32_t B, T;
+    atomic_size_t next;
+    int64_t *bad;                   /* (nth) lowest tensor with a non-finite weight, or INT64_MAX */
+    bool *nomem;                    /* (nth) */
+    uint8_t *const *mask;
+    int64_t *eq;                    /* (n) keys == T per tensor (PASS_FINAL), then the tensor's quota */
+    uint8_t *tied;                  /* (n) the tensor has keys == T (elements marked 2) */
+};
+
+struct lvisit {
+    enum sel_pass pass;
+    uint32_t B, T;
+    int64_t *hist;
+    uint32_t u_lo, u_gt; /* smallest |w| key with score key >= T, > T (0xffffffff: none) */
+    int64_t eq;
+};
+
+static void lamp_visit(void *ctx, uint32_t wkey, float score, int64_t count)
+{
+    struct lvisit *v = ctx;
+    uint32_t k = float_key(score, false);
+    switch (v->pass) {
+    case PASS_HI:
+        v->hist[k >> 16] += count;
+        break;
+    case PASS_LO:
+        if ((k >> 16) == v->B)
+            v->hist[k & 0xffffu] += count;
+        break;
+    case PASS_FINAL:
+        /* the walk goes down in |w| and scores do not increase: the last assignment is the minimum */
+        if (k >= v->T)
+            v->u_lo = wkey;
+        if (k > v->T)
+            v->u_gt = wkey;
+        if (k == v->T)
+            v->eq += count;
+        break;
+    }
+}
+
+static void lamp_sel_kernel(void *arg, int ith, int nth)
+{
+    (void)nth;
+    struct lsel *l = arg;
+    int64_t *hist = l->hist + (size_t)ith * HBINS;
+    if (l->pass != PASS_FINAL)
+        memset(hist, 0, HBINS * sizeof *hist);
+    l->bad[ith] = INT64_MAX;
+    l->nomem[ith] = false;
+    for (;;) {
+        size_t t = atomic_fetch_add(&l->next, 1);
+        if (t >= l->set->n)
+            break;
+        const struct mf_prune_tensor *pt = &l->set->t[t];
+        struct lvisit v = {.pass = l->pass, .B = l->B, .T = l->T, .hist = hist, .u_lo = 0xffffffffu,
+                           .u_gt = 0xffffffffu};
+        int r = mf_lamp_walk(pt->w, pt->n, &l->scr[ith], lamp_visit, &v);
+        if (r == 0) {
+            l->bad[ith] = MF_MIN(l->bad[ith], (int64_t)t);
+            continue;
+        }
+        if (r < 0) {
+            l->nomem[ith] = true;
+            break;
+        }
+        if (l->pass != PASS_FINAL)
+            continue;
+        /* |w| below u_lo: score < T, pruned; [u_lo, u_gt): score == T, a tie (2) resolved later */
+        uint8_t *m = l->mask[t];
+        const float *w = pt->w;
+        for (int64_t j = 0; j < pt->n; j++) {
+            uint32_t u;
+            memcpy(&u, &w[j], sizeof u);
+            u &= 0x7fffffffu;
+            m[j] = u < v.u_lo ? 0 : u < v.u_gt ? 2 : 1;
+        }
+        l->eq[t] = v.eq;
+    }
+}
+
+/* ties at T: tensor t prunes the first eq[t] (its quota) elements marked 2, in element order */
+static void lamp_tie_kernel(void *arg, int ith, int nth)
+{
+    struct lsel *l = arg;
+    int64_t b, e;
+    mf_split_range((int64_t)l->set->n, ith, nth, &b, &e);
+    for (int64_t t = b; t < e; t++) {
+        if (!l->tied[t])
+            continue;
+        int64_t q = l->eq[t];
+        uint8_t *m = l->mask[t];
+        for (int64_t j = 0; j < l->set->t[t].n; j++) {
+            if (m[j] == 2) {
+                m[j] = q > 0 ? 0 : 1;
+                q -= q > 0;
+            }
+        }
+    }
+}
+
+static enum mf_status lamp_run_pass(struct mf_pool *pool, struct lsel *l, enum sel_pass pass, struct mf_err *err)
+{
+    int nth = mf_pool_size(pool);
+    l->pass = pass;
+    atomic_store(&l->next, 0);
+    mf_pool_run(pool, lamp_sel_kernel, l);
+    int64_t bad = INT64_MAX;
+    for (int t = 0; t < nth; t++) {
+        if (l->nomem[t])
+            return mf_err_set(err, MF_ERR_NOMEM, "lamp: out of memory for the magnitude walk");
+        bad = MF_MIN(bad, l->bad[t]);
+    }
+    if (bad != INT64_MAX) {
+        const struct mf_prune_tensor *pt = &l->set->t[bad];
+        return mf_err_set(err, MF_ERR_NUMERIC, "lamp: tensor '%s' [%lld,%lld] has non-finite scores (NaN/inf weights)",
+                          pt->name, (long long)pt->out, (long long)pt->in);
+    }
+    return MF_OK;
+}
+
+static enum mf_status lamp_select(struct mf_pool *pool, const struct mf_prune_set *set, int64_t k,
+                                  uint8_t *const *masks, struct mf_err *err)
+{
+    enum mf_status rc = MF_OK;
+    int nth = mf_pool_size(pool);
+    struct lsel l = {.set = set};
+    l.scr = mf_calloc((size_t)nth, sizeof *l.scr);
+    l.hist = mf_malloc((size_t)nth * HBINS * sizeof *l.hist);
+    l.bad = mf_malloc((size_t)nth * sizeof *l.bad);
+    l.nomem = mf_malloc((size_t)nth * sizeof *l.nomem);
+    l.eq = mf_calloc(set->n ? set->n : 1, sizeof *l.eq);
+    l.tied = mf_calloc(set->n ? set->n : 1, sizeof *l.tied);
+    l.mask = masks;
+    if (!l.scr || !l.hist || !l.bad || !l.nomem || !l.eq || !l.tied) {
+        rc = mf_err_set(err, MF_ERR_NOMEM, "lamp: out of memory for %d thread histograms", nth);
+        goto fail;
+    }
+    atomic_init(&l.next, 0);
+    if ((rc = lamp_run_pass(pool, &l, PASS_HI, err)) != MF_OK)
+        goto fail;
+    int64_t below = 0, b = 0;
+    if (k == 0) {
+        l.T = 0;
+    } else {
+        l.B = find_bin(l.hist, nth, k, &b);
+        below += b;
+        if ((rc = lamp_run_pass(pool, &l, PASS_LO, err)) != MF_OK)
+            goto fail;
+        uint32_t lo = find_bin(l.hist, nth, k - below, &b);
+        below += b;
+        l.T = (l.B << 16) | lo;
+    }
+    if ((rc = lamp_run_pass(pool, &l, PASS_FINAL, err)) != MF_OK)
+        goto fail;
+    /* the first (k - below) ties in position order: whole quotas tensor by tensor */
+    int64_t left = k - below;
+    for (size_t t = 0; t < set->n; t++) {
+        l.tied[t] = l.eq[t] > 0;
+        int64_t q = MF_MIN(left, l.eq[t]);
+        l.eq[t] = q;
+        left -= q;
+    }
+    MF_ASSERT(left == 0);
+    mf_pool_run(pool, lamp_tie_kernel, &l);
+fail:
+    for (int t = 0; l.scr && t < nth; t++)
+        mf_lamp_scratch_free(&l.scr[t]);
+    mf_free(l.tied);
+    mf_free(l.eq);
+    mf_free(l.nomem);
+    mf_free(l.bad);
+    mf_free(l.hist);
+    mf_free(l.scr);
+    return rc;
 }
 
 /* ---- per-method scopes ----------------------------------------------------------------------- */
@@ -338,7 +657,7 @@ enum mf_status mf_prune_layer_counts(struct mf_pool *pool, enum mf_method method
                                      double sparsity, int64_t *k_per_tensor, struct mf_err *err)
 {
     enum mf_status rc = check_args(method, set, sparsity, err);
-    const float **x = NULL;
+    size_t *tix = NULL;
     int64_t *len = NULL, *cnt = NULL;
     const char **names = NULL;
     if (rc != MF_OK)
@@ -360,12 +679,13 @@ enum mf_status mf_prune_layer_counts(struct mf_pool *pool, enum mf_method method
         break;
     }
     /* MULTIFLOW step 1: per modality, exact-k lowest |w| in selection order restricted to it */
+    struct mf_score_gen g = {.kind = MF_SCORE_ABS, .set = set};
     size_t n = set->n ? set->n : 1;
-    x = mf_malloc(n * sizeof *x);
+    tix = mf_malloc(n * sizeof *tix);
     len = mf_malloc(n * sizeof *len);
     cnt = mf_malloc(n * sizeof *cnt);
     names = mf_malloc(n * sizeof *names);
-    if (!x || !len || !cnt || !names) {
+    if (!tix || !len || !cnt || !names) {
         rc = mf_err_set(err, MF_ERR_NOMEM, "prune: out of memory");
         goto fail;
     }
@@ -377,27 +697,22 @@ enum mf_status mf_prune_layer_counts(struct mf_pool *pool, enum mf_method method
         for (size_t i = 0; i < set->n; i++) {
             if ((int)set->t[i].modality != mod)
                 continue;
-            x[m] = set->t[i].w;
-            len[m] = set->t[i].n;
-            names[m] = set->t[i].name;
+            tix[m++] = i;
             n_mod += set->t[i].n;
-            m++;
         }
         if (m == 0)
             continue;
-        rc = select_impl(pool, m, x, len, names, count_at(sparsity, n_mod), true, NULL, cnt, err);
+        rc = select_gen(pool, &g, tix, m, count_at(sparsity, n_mod), true, NULL, NULL, cnt, names, len, err);
         if (rc != MF_OK)
             goto fail;
-        m = 0;
-        for (size_t i = 0; i < set->n; i++)
-            if ((int)set->t[i].modality == mod)
-                k_per_tensor[i] = cnt[m++];
+        for (size_t q = 0; q < m; q++)
+            k_per_tensor[tix[q]] = cnt[q];
     }
 fail:
     mf_free(names);
     mf_free(cnt);
     mf_free(len);
-    mf_free(x);
+    mf_free(tix);
     return rc;
 }
 
@@ -438,5 +753,66 @@ fail:
     mf_free(names);
     mf_free(kl);
     mf_free(len);
+    return rc;
+}
+
+enum mf_status mf_prune_compute_masks(struct mf_pool *pool, enum mf_method method, const struct mf_prune_set *set,
+                                      double sparsity, uint64_t seed, uint8_t *const *masks, struct mf_err *err)
+{
+    enum mf_status rc = check_args(method, set, sparsity, err);
+    struct mf_score_gen g = {0};
+    size_t *tix = NULL;
+    int64_t *len = NULL, *kl = NULL;
+    const char **names = NULL;
+    uint8_t *codemap = NULL;
+    if (rc != MF_OK)
+        return rc;
+    if ((rc = mf_score_check_set(set, err)) != MF_OK)
+        return rc;
+    if (set->n > 0 && !masks)
+        return mf_err_set(err, MF_ERR_ARG, "prune: NULL mask arrays");
+    if (method == MF_METHOD_LAMP)
+        return lamp_select(pool, set, count_at(sparsity, set->total), masks, err);
+    size_t n = set->n ? set->n : 1;
+    tix = mf_malloc(n * sizeof *tix);
+    len = mf_malloc(n * sizeof *len);
+    kl = mf_malloc(n * sizeof *kl);
+    names = mf_malloc(n * sizeof *names);
+    if (!tix || !len || !kl || !names) {
+        rc = mf_err_set(err, MF_ERR_NOMEM, "prune: out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < set->n; i++)
+        tix[i] = i;
+    if (method == MF_METHOD_MULTIFLOW && (rc = mf_prune_layer_counts(pool, method, set, sparsity, kl, err)) != MF_OK)
+        goto fail;
+    if ((rc = mf_score_gen_init(pool, method, set, seed, &g, err)) != MF_OK)
+        goto fail;
+    if (method != MF_METHOD_LMP && method != MF_METHOD_MULTIFLOW) {
+        if (method == MF_METHOD_RAND) {
+            if (!(codemap = mf_malloc(HBINS))) {
+                rc = mf_err_set(err, MF_ERR_NOMEM, "prune: out of memory");
+                goto fail;
+            }
+            normal_codemap(codemap);
+        }
+        rc = select_gen(pool, &g, tix, set->n, count_at(sparsity, set->total), false, codemap, masks, NULL, names,
+                        len, err);
+        goto fail;
+    }
+    /* layer scope: each tensor its own exact-k (lmp: floor(s * n_l); MULTIFLOW step 4: integer k_l) */
+    for (size_t i = 0; i < set->n; i++) {
+        int64_t k = method == MF_METHOD_LMP ? count_at(sparsity, set->t[i].n) : kl[i];
+        rc = select_gen(pool, &g, &tix[i], 1, k, false, NULL, &masks[i], NULL, names, len, err);
+        if (rc != MF_OK)
+            goto fail;
+    }
+fail:
+    mf_free(codemap);
+    mf_free(names);
+    mf_free(kl);
+    mf_free(len);
+    mf_free(tix);
+    mf_score_gen_free(&g);
     return rc;
 }

@@ -1,7 +1,8 @@
 /* prune/criteria.c + the mask functions of select.c: hand-computed scores per criterion, the
  * reference goldens of tests/golden/gen_prune.py (scores, masks of omp/lmp/l2/lamp/multiflow at
  * 63/75/90 %, the tie-heavy over-pruning case, MULTIFLOW's float-ratio deviation), exact counts per
- * scope, bit-identical results for 1..4 threads, and the error paths. */
+ * scope, bit-identical results for 1..4 threads, the error paths, and mf_prune_compute_masks (no
+ * score arrays) bit-identical to scores + mf_prune_masks for every method, sparsity and 1..4 threads. */
 #include "testutil.h"
 
 #include <math.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "core/pool.h"
+#include "core/rng.h"
 #include "multiflow/prune.h"
 #include "multiflow/safetensors.h"
 
@@ -500,6 +502,127 @@ static void test_errors(void **state)
     free(f.set.t);
 }
 
+
+/* ---- masks without score arrays: bit-identical to scores + mf_prune_masks ------------------ */
+
+static void check_direct(struct fix *f, struct mf_pool **pools, int n_pools, const double *sp, int n_sp)
+{
+    struct mf_err err = {0};
+    uint8_t **m2 = calloc(f->set.n, sizeof *m2);
+    for (size_t i = 0; i < f->set.n; i++)
+        m2[i] = malloc((size_t)f->set.t[i].n + 1);
+    for (size_t mi = 0; mi < MF_ARRAY_LEN(ALL); mi++) {
+        run_scores(pools[0], ALL[mi], f);
+        for (int si = 0; si < n_sp; si++) {
+            run_masks(pools[0], ALL[mi], f, sp[si]);
+            for (int t = 0; t < n_pools; t++) {
+                for (size_t i = 0; i < f->set.n; i++)
+                    memset(m2[i], 0x5a, (size_t)f->set.t[i].n);
+                enum mf_status rc = mf_prune_compute_masks(pools[t], ALL[mi], &f->set, sp[si], 7, m2, &err);
+                if (rc != MF_OK)
+                    fail_msg("%s: %s", mf_method_name(ALL[mi]), err.msg);
+                for (size_t i = 0; i < f->set.n; i++)
+                    if (memcmp(m2[i], f->masks[i], (size_t)f->set.t[i].n) != 0)
+                        fail_msg("%s s=%g threads=%d: direct mask of %s differs", mf_method_name(ALL[mi]), sp[si],
+                                 mf_pool_size(pools[t]), f->set.t[i].name);
+            }
+        }
+    }
+    for (size_t i = 0; i < f->set.n; i++)
+        free(m2[i]);
+    free(m2);
+}
+
+static void test_direct_masks(void **state)
+{
+    (void)state;
+    struct mf_pool *pools[4];
+    for (int t = 0; t < 4; t++)
+        pools[t] = mf_pool_create(t + 1);
+    const double sp[] = {0.0, 0.001, 0.5, 0.63, 0.75, 0.9, 0.999};
+    struct fix f;
+    fix_load(&f, "tests/golden/prune/prune_random.safetensors");
+    check_direct(&f, pools, 4, sp, (int)MF_ARRAY_LEN(sp));
+    fix_free(&f, true);
+    fix_load(&f, "tests/golden/prune/prune_ties.safetensors");
+    check_direct(&f, pools, 4, sp, (int)MF_ARRAY_LEN(sp));
+    fix_free(&f, true);
+
+    /* larger tensors: several generator blocks, thread ranges starting mid-block and at odd offsets
+     * (rand pairs), quantised weights (ties across tensors and inside the LAMP walk), +-0 */
+    static const int64_t shp[4][2] = {{97, 301}, {256, 160}, {3, 5}, {130, 257}};
+    static const char *const nm[4] = {"a.weight", "b.weight", "c.weight", "d.weight"};
+    memset(&f, 0, sizeof f);
+    f.set.n = 4;
+    f.set.t = calloc(4, sizeof *f.set.t);
+    struct mf_rng r;
+    mf_rng_seed(&r, 5);
+    for (int i = 0; i < 4; i++) {
+        struct mf_prune_tensor *t = &f.set.t[i];
+        t->name = strdup(nm[i]);
+        t->out = shp[i][0];
+        t->in = shp[i][1];
+        t->n = t->out * t->in;
+        t->modality = i == 2 ? MF_MOD_VISION : MF_MOD_TEXT;
+        float *w = malloc((size_t)t->n * sizeof *w);
+        for (int64_t j = 0; j < t->n; j++) {
+            double g = mf_rng_normal(&r);
+            w[j] = i == 1 ? (float)(round(g * 8) / 8) : (float)(g * 0.02);
+            if (w[j] == 0 && (j & 1))
+                w[j] = -0.0f;
+        }
+        t->w = w;
+        double *ss = malloc((size_t)t->in * sizeof *ss);
+        for (int64_t j = 0; j < t->in; j++)
+            ss[j] = i == 1 ? 4.0 : 1.0 + mf_rng_uniform(&r);
+        t->sumsq = ss;
+        t->count = 3;
+        f.set.total += t->n;
+    }
+    fix_alloc_outputs(&f);
+    check_direct(&f, pools, 4, sp, (int)MF_ARRAY_LEN(sp));
+    /* errors: NaN weights name the tensor; rand ignores the weights */
+    ((float *)f.set.t[3].w)[1000] = NAN;
+    struct mf_err err = {0};
+    for (size_t mi = 0; mi < MF_ARRAY_LEN(ALL); mi++) {
+        enum mf_status rc = mf_prune_compute_masks(pools[1], ALL[mi], &f.set, 0.5, 7, f.masks, &err);
+        if (ALL[mi] == MF_METHOD_RAND) {
+            assert_int_equal(rc, MF_OK);
+            continue;
+        }
+        assert_int_equal(rc, MF_ERR_NUMERIC);
+        assert_non_null(strstr(err.msg, "'d.weight'"));
+    }
+    assert_int_equal(mf_prune_compute_masks(pools[1], MF_METHOD_OMP, &f.set, 1.0, 7, f.masks, &err), MF_ERR_ARG);
+    fix_free(&f, true);
+    for (int t = 0; t < 4; t++)
+        mf_pool_free(pools[t]);
+}
+
+static void test_direct_alloc_failure(void **state)
+{
+    (void)state;
+    struct fix f;
+    fix_load(&f, "tests/golden/prune/prune_random.safetensors");
+    struct mf_err err = {0};
+    struct mf_pool *pool = mf_pool_create(2);
+    for (size_t mi = 0; mi < MF_ARRAY_LEN(ALL); mi++) {
+        bool ok = false;
+        for (long n = 0; n < 400 && !ok; n++) {
+            mf_alloc_fail_after(n);
+            enum mf_status rc = mf_prune_compute_masks(pool, ALL[mi], &f.set, 0.63, 7, f.masks, &err);
+            mf_alloc_fail_after(-1);
+            if (rc == MF_OK)
+                ok = true;
+            else
+                assert_int_equal(rc, MF_ERR_NOMEM);
+        }
+        assert_true(ok);
+    }
+    mf_pool_free(pool);
+    fix_free(&f, true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -509,6 +632,8 @@ int main(void)
         cmocka_unit_test(test_golden_ties),
         cmocka_unit_test(test_exact_and_threads),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_direct_masks),
+        cmocka_unit_test(test_direct_alloc_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
