@@ -70,6 +70,10 @@ vg score_pair 0 "$mf" score --model "$ORIG" --image "$SHAPES/images/0007.png" --
 vg inspect_orig 0 "$mf" inspect --model "$ORIG"
 vg inspect_sharded_json 0 "$mf" inspect --model "$root/tests/golden/blip/hf-cap-f32" --json
 vg eval_small 0 "$mf" eval retrieval --model "$HF" --data "$SHAPES/annotations.json" --images "$SHAPES" --pairs 12 --k 3 --threads 2 --json --quiet
+vg prune_small 0 "$mf" prune --model "$ORIG" --data "$SHAPES/annotations.json" --images "$SHAPES" --pairs 8 \
+    --method multiflow,omp,lamp,rand --sparsity 50,90 --out "$tmp/pruned" --save-stats --threads 2 --quiet
+vg apply_small 0 "$mf" apply --model "$ORIG" --masks "$tmp/pruned/omp-50/masks.safetensors" --out "$tmp/applied" --quiet
+vg prune_exists 1 "$mf" prune --model "$ORIG" --method omp --sparsity 50 --out "$tmp/pruned"
 
 # Error paths: the second batch holds a truncated PNG; a safetensors header that is not JSON.
 mkdir -p "$tmp/img" "$tmp/bad"
