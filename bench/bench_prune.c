@@ -2,12 +2,13 @@
  * bench/bench_prune.c: scoring + exact-k selection time of every criterion at BLIP-base size
  * (226,492,416 prunable weights: models.md §4.7 / §8.3) and the peak RSS of this process.
  *
- * What it does: allocates one f32 block for the weights (906 MB), one for the scores (906 MB) and
- * one byte per weight for the masks, fills the weights with standard normals scaled per tensor and
- * random calibration statistics, then for each thread count and each method times
- * mf_prune_scores and mf_prune_masks at --sparsity, checks that the achieved count is exactly
- * floor(s * n) per scope (global; per tensor for lmp; per modality for multiflow), and prints
- * "RESULT method threads score_s select_s total_s" lines plus ru_maxrss. Tensor list:
+ * What it does: allocates one f32 block for the weights (906 MB) and one byte per weight for the
+ * masks (no score buffer: the mask path recomputes scores), fills the weights with standard normals
+ * scaled per tensor and random calibration statistics, then for each thread count and each method
+ * times mf_prune_compute_masks (scoring + exact-k selection) at --sparsity, checks that the achieved
+ * count is exactly floor(s * n) per scope (global; per tensor for lmp; per modality for multiflow),
+ * and prints "RESULT method threads total_s exact rss_mb" lines plus ru_maxrss. Run one method per
+ * process (run_prune.sh does) so that the peak RSS is that method's alone. Tensor list:
  *   vision  12 x {qkv 2304x768, proj 768x768, fc1 3072x768, fc2 768x3072}
  *   text    12 x {4 self 768x768, 4 cross 768x768, fc1 3072x768, fc2 768x3072}
  *   decoder 12 x 4 self-attention 768x768 (text modality)
@@ -145,12 +146,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_shapes; i++)
         set.total += shapes[i].out * shapes[i].in;
     float *w = malloc((size_t)set.total * sizeof *w);
-    float *sc = malloc((size_t)set.total * sizeof *sc);
     uint8_t *mk = malloc((size_t)set.total);
     float **scores = calloc(set.n, sizeof *scores);
     uint8_t **masks = calloc(set.n, sizeof *masks);
     double **sumsq = calloc(set.n, sizeof *sumsq);
-    if (!set.t || !w || !sc || !mk || !scores || !masks || !sumsq) {
+    if (!set.t || !w || !mk || !scores || !masks || !sumsq) {
         fprintf(stderr, "bench_prune: out of memory for %lld weights\n", (long long)set.total);
         return 1;
     }
@@ -172,9 +172,8 @@ int main(int argc, char **argv)
         t->count = 1000;
         off += t->n;
     }
-    /* the caller owns these buffers across methods: touch them once so that page faults are not
+    /* the caller owns the masks across methods: touch them once so that page faults are not
      * charged to the first method timed */
-    memset(sc, 0, (size_t)set.total * sizeof *sc);
     memset(mk, 0, (size_t)set.total);
     struct mf_err err = {0};
     struct mf_pool *pool = mf_pool_create(threads[0]);
@@ -192,19 +191,13 @@ int main(int argc, char **argv)
             p[j] *= scale;
     }
     mf_pool_free(pool);
-    off = 0;
-    for (int i = 0; i < n_shapes; i++) {
-        scores[i] = sc + off;
-        off += set.t[i].n;
-    }
     /* selection order: names byte-wise ascending (pruning.md) */
     struct mf_prune_tensor *sorted = malloc(set.n * sizeof *sorted);
     memcpy(sorted, set.t, set.n * sizeof *sorted);
     qsort(sorted, set.n, sizeof *sorted, by_name);
     off = 0;
     for (size_t i = 0; i < set.n; i++) {
-        /* scores/masks in selection order: each tensor keeps a slice of the blocks */
-        scores[i] = sc + off;
+        /* masks in selection order: each tensor keeps a slice of the block */
         masks[i] = mk + off;
         off += sorted[i].n;
     }
@@ -225,34 +218,28 @@ int main(int argc, char **argv)
                 return 2;
             }
             double a = mf_time_now();
-            if (mf_prune_scores(pool, m, &set, 7, scores, &err) != MF_OK) {
-                fprintf(stderr, "bench_prune: %s\n", err.msg);
-                return 1;
-            }
-            double b = mf_time_now();
-            if (mf_prune_masks(pool, m, &set, s, (const float *const *)scores, masks, &err) != MF_OK) {
+            if (mf_prune_compute_masks(pool, m, &set, s, 7, masks, &err) != MF_OK) {
                 fprintf(stderr, "bench_prune: %s\n", err.msg);
                 return 1;
             }
             double c = mf_time_now();
             int bad = check_counts(m, &set, masks, s);
             failures += bad;
-            printf("RESULT %-9s threads=%d score_s=%.3f select_s=%.3f total_s=%.3f exact=%s rss_mb=%.0f\n", tok,
-                   threads[ti], b - a, c - b, c - a, bad ? "NO" : "yes", peak_rss_mb());
+            printf("RESULT %-9s threads=%d total_s=%.3f exact=%s rss_mb=%.0f\n", tok, threads[ti], c - a,
+                   bad ? "NO" : "yes", peak_rss_mb());
             fflush(stdout);
         }
         mf_pool_free(pool);
     }
     double rss = peak_rss_mb(), wmb = (double)set.total * 4 / (1024.0 * 1024.0);
-    printf("PEAK_RSS_MB %.0f weights_mb=%.0f ratio_to_weights=%.2f buffers_mb=%.0f (weights+scores+masks) "
-           "overhead_mb=%.0f\n", rss, wmb, rss / wmb, wmb * 2.25, rss - wmb * 2.25);
+    printf("PEAK_RSS_MB %.0f methods=%s weights_mb=%.0f ratio_to_weights=%.3f buffers_mb=%.0f (weights+masks) "
+           "overhead_mb=%.0f\n", rss, methods, wmb, rss / wmb, wmb * 1.25, rss - wmb * 1.25);
     for (int i = 0; i < n_shapes; i++)
         free(sumsq[i]);
     free(sumsq);
     free(masks);
     free(scores);
     free(mk);
-    free(sc);
     free(w);
     free(set.t);
     return failures ? 1 : 0;

@@ -224,9 +224,10 @@ int verb_prune(int argc, char **argv)
         goto done;
     }
     for (size_t i = 0; i < set.n; i++) {
-        scores[i] = mf_malloc((size_t)set.t[i].n * sizeof(float));
+        /* one float per weight only to write scores.safetensors: masks are computed without them */
+        scores[i] = save_scores ? mf_malloc((size_t)set.t[i].n * sizeof(float)) : NULL;
         masks[i] = mf_malloc((size_t)set.t[i].n);
-        if (!scores[i] || !masks[i]) {
+        if ((save_scores && !scores[i]) || !masks[i]) {
             cli_error("out of memory for the scores of %lld weights", (long long)set.total);
             goto done;
         }
@@ -242,11 +243,11 @@ int verb_prune(int argc, char **argv)
     for (size_t mi = 0; mi < n_methods; mi++) {
         const char *mname = mf_method_name(methods[mi]);
         t0 = mf_time_now();
-        if (mf_prune_scores(pool, methods[mi], &set, (uint64_t)seed, scores, &err)) {
+        if (save_scores && mf_prune_scores(pool, methods[mi], &set, (uint64_t)seed, scores, &err)) {
             cli_error("%s", err.msg);
             goto done;
         }
-        double t_score = mf_time_now() - t0;
+        double t_score = mf_time_now() - t0; /* 0 without --save-scores: scoring is part of the selection */
         for (size_t si = 0; si < n_sp; si++) {
             struct cli_run *run = &runs[n_runs];
             run_name(run->name, sizeof run->name, mname, sparsities[si]);
@@ -255,7 +256,7 @@ int verb_prune(int argc, char **argv)
             if (!c.quiet)
                 fprintf(stderr, "multiflow: %s\n", run->name);
             t0 = mf_time_now();
-            if (mf_prune_masks(pool, methods[mi], &set, sparsities[si], (const float *const *)scores, masks, &err)) {
+            if (mf_prune_compute_masks(pool, methods[mi], &set, sparsities[si], (uint64_t)seed, masks, &err)) {
                 cli_error("%s", err.msg);
                 goto done;
             }
