@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "io/fs.h"
+#include "models/grad.h"
 #include "models/layout.h"
 #include "nn/nn.h"
 #include "text/caption.h"
@@ -427,6 +428,12 @@ enum mf_status mf_model_load(const char *path, const struct mf_model_opts *opts,
                             "%s: tensor 'text_decoder.cls.predictions.bias' (or '.decoder.bias') is missing", path);
             goto fail;
         }
+        /* Gradient owners (models.md §4.3, §4.5): decoder.weight is tied to the word embeddings, so
+         * it accumulates into their owner when it is absent or a stored copy of the same values. */
+        size_t wn = (size_t)(lm->V * m->dec.cfg.d) * sizeof(float);
+        bool tied = lm->dec_w == m->dec.word || memcmp(lm->dec_w, m->dec.word, wn) == 0;
+        lm->dec_wi = tied ? m->dec.word_i : mf_layout_grad_owner(m, lm->dec_w);
+        lm->dec_bi = mf_layout_grad_owner(m, lm->dec_b);
     }
     fill_info(m, &o);
     if ((st = load_vocab(m, &o, err)))
@@ -526,6 +533,123 @@ void mf_model_linear(struct mf_session *s, float *y, const float *x, int64_t ldx
     mf_linear_forward(s->pool, y, x, ldx, lin->w, lin->b, T, lin->in, lin->out);
 }
 
+/* ---- heads: forward (shared by inference and training) and backward ---------------------- */
+
+static float *grad_of(const struct mf_grads *g, int i) { return i >= 0 ? mf_grads_tensor(g, (size_t)i) : NULL; }
+
+void mf_head_proj_forward(struct mf_session *s, const struct mf_linear *proj, const float *h, int64_t B, int64_t T,
+                          float *z, float *feat)
+{
+    (void)s;
+    mf_linear_forward(NULL, z, h, T * proj->in, proj->w, proj->b, B, proj->in, proj->out);
+    mf_l2_normalize_rows(feat, z, B, proj->out, 1e-12f);
+}
+
+/* Row 0 of each of B sequences of d_h (B, T, C) += rows of r (B, C). */
+static void add_rows0(float *d_h, const float *r, int64_t B, int64_t T, int64_t C)
+{
+    for (int64_t b = 0; b < B; b++)
+        mf_add_backward(NULL, d_h + b * T * C, NULL, r + b * C, C);
+}
+
+enum mf_status mf_head_proj_backward(struct mf_session *s, const struct mf_linear *proj, const float *h, int64_t B,
+                                     int64_t T, const float *z, const float *d_feat, float *d_h, struct mf_grads *g,
+                                     struct mf_err *err)
+{
+    const int64_t P = proj->out, C = proj->in;
+    float *dz = mf_arena_f32(&s->arena, B * P);  /* (B, P) */
+    float *dr = mf_arena_f32(&s->arena, B * C);  /* (B, C) */
+    if (!dz || !dr)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory for the projection gradients (batch %lld)", (long long)B);
+    /* feat = z / max(||z||, eps): dz = (dfeat - feat (feat . dfeat)) / ||z||, or dfeat / eps when clamped */
+    for (int64_t b = 0; b < B; b++) {
+        const float *zb = z + b * P, *gb = d_feat + b * P;
+        double ss = 0, dot = 0;
+        for (int64_t i = 0; i < P; i++)
+            ss += (double)zb[i] * zb[i];
+        double n = sqrt(ss);
+        if (n < 1e-12) {
+            for (int64_t i = 0; i < P; i++)
+                dz[b * P + i] = (float)(gb[i] / 1e-12);
+            continue;
+        }
+        for (int64_t i = 0; i < P; i++)
+            dot += (double)zb[i] * gb[i];
+        for (int64_t i = 0; i < P; i++)
+            dz[b * P + i] = (float)((gb[i] - zb[i] * dot / ss) / n);
+    }
+    mf_linear_backward(NULL, d_h ? dr : NULL, grad_of(g, proj->wi), grad_of(g, proj->bi), dz, h, T * C, proj->w, B, C,
+                       P);
+    if (d_h)
+        add_rows0(d_h, dr, B, T, C);
+    return MF_OK;
+}
+
+void mf_head_itm_forward(struct mf_session *s, const float *h, int64_t B, int64_t T, float *logits)
+{
+    const struct mf_linear *hd = &s->m->itm_head;
+    mf_linear_forward(NULL, logits, h, T * hd->in, hd->w, hd->b, B, hd->in, 2);
+}
+
+enum mf_status mf_head_itm_backward(struct mf_session *s, const float *h, int64_t B, int64_t T,
+                                    const float *d_logits, float *d_h, struct mf_grads *g, struct mf_err *err)
+{
+    const struct mf_linear *hd = &s->m->itm_head;
+    float *dr = mf_arena_f32(&s->arena, B * hd->in); /* (B, d) */
+    if (!dr)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory for the ITM head gradients (batch %lld)", (long long)B);
+    mf_linear_backward(NULL, d_h ? dr : NULL, grad_of(g, hd->wi), grad_of(g, hd->bi), d_logits, h, T * hd->in, hd->w,
+                       B, hd->in, 2);
+    if (d_h)
+        add_rows0(d_h, dr, B, T, hd->in);
+    return MF_OK;
+}
+
+enum mf_status mf_lm_forward(struct mf_session *s, const float *h, int64_t T, float *logits, struct mf_lm_acts *acts,
+                             struct mf_err *err)
+{
+    const struct mf_model *m = s->m;
+    const struct mf_lm_head *lm = &m->lm;
+    const int64_t d = m->dec.cfg.d, V = lm->V;
+    struct mf_arena *a = &s->arena;
+    float *pre = mf_arena_f32(a, T * d); /* (T, d); inference: dense -> GELU -> LN in place */
+    float *act = pre, *z = pre, *mean = NULL, *rstd = NULL;
+    if (pre && acts && (!(act = mf_arena_f32(a, T * d)) || !(z = mf_arena_f32(a, T * d)) ||
+                        !(mean = mf_arena_f32(a, T)) || !(rstd = mf_arena_f32(a, T))))
+        pre = NULL;
+    if (!pre)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory for the LM head (%lld rows)", (long long)T);
+    /* LM head: LN(GELU(dense(h))) W_dec^T + b (the observer does not see heads) */
+    mf_linear_forward(s->pool, pre, h, d, lm->dense.w, lm->dense.b, T, d, d);
+    mf_gelu_forward(s->pool, act, pre, T * d);
+    mf_layernorm_forward(s->pool, z, mean, rstd, act, lm->ln.w, lm->ln.b, T, d, m->dec.cfg.eps);
+    mf_linear_forward(s->pool, logits, z, d, lm->dec_w, lm->dec_b, T, d, V);
+    if (acts)
+        *acts = (struct mf_lm_acts){pre, act, mean, rstd, z};
+    return MF_OK;
+}
+
+enum mf_status mf_lm_backward(struct mf_session *s, const float *h, int64_t T, const struct mf_lm_acts *A,
+                              const float *d_logits, float *d_h, struct mf_grads *g, struct mf_err *err)
+{
+    const struct mf_model *m = s->m;
+    const struct mf_lm_head *lm = &m->lm;
+    const int64_t d = m->dec.cfg.d, V = lm->V;
+    struct mf_pool *pool = s->pool;
+    float *dz = mf_arena_f32(&s->arena, T * d), *da = mf_arena_f32(&s->arena, T * d); /* (T, d) */
+    if (!dz || !da)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory for the LM head gradients (%lld rows)", (long long)T);
+    mf_linear_backward(pool, dz, grad_of(g, lm->dec_wi), grad_of(g, lm->dec_bi), d_logits, A->z, d, lm->dec_w, T, d, V);
+    mf_layernorm_backward(pool, da, grad_of(g, lm->ln.wi), grad_of(g, lm->ln.bi), dz, A->act, lm->ln.w, A->mean,
+                          A->rstd, T, d);
+    mf_gelu_backward(pool, da, da, A->pre, T * d);
+    mf_linear_backward(pool, d_h ? dz : NULL, grad_of(g, lm->dense.wi), grad_of(g, lm->dense.bi), da, h, d,
+                       lm->dense.w, T, d, d);
+    if (d_h)
+        mf_add_forward(pool, d_h, d_h, dz, T * d);
+    return MF_OK;
+}
+
 /* Projects row 0 of each of B sequences (B, T, d) and L2-normalises: feat (B, proj). */
 static enum mf_status project_cls(struct mf_session *s, const struct mf_linear *proj, const float *h, int64_t B,
                                   int64_t T, float *feat, struct mf_err *err)
@@ -533,8 +657,7 @@ static enum mf_status project_cls(struct mf_session *s, const struct mf_linear *
     float *tmp = mf_arena_f32(&s->arena, B * proj->out);
     if (!tmp)
         return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
-    mf_linear_forward(NULL, tmp, h, T * proj->in, proj->w, proj->b, B, proj->in, proj->out);
-    mf_l2_normalize_rows(feat, tmp, B, proj->out, 1e-12f);
+    mf_head_proj_forward(s, proj, h, B, T, tmp, feat);
     return MF_OK;
 }
 
@@ -604,7 +727,7 @@ static enum mf_status itm_run(struct mf_session *s, const float *image_embeds, c
         return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
     if ((st = mf_bert_forward(s, &m->text, ids0, mask, B, L, image_embeds, m->vision.cfg.n_tok, false, h, err)))
         return st;
-    mf_linear_forward(NULL, lg, h, L * m->text.cfg.d, m->itm_head.w, m->itm_head.b, B, m->text.cfg.d, 2);
+    mf_head_itm_forward(s, h, B, L, lg);
     if (logits)
         memcpy(logits, lg, (size_t)B * 2 * sizeof *lg);
     if (prob) {
@@ -639,17 +762,12 @@ static enum mf_status decoder_run(struct mf_session *s, const float *image_embed
         return mf_err_set(err, MF_ERR_RANGE, "[DEC] id %d outside the decoder vocabulary", m->info.first_token_dec);
     int32_t *ids0 = with_first(s, ids, B, L, m->info.first_token_dec);
     float *h = mf_arena_f32(&s->arena, B * L * d);
-    float *z = mf_arena_f32(&s->arena, B * L * d);
     float *lg = logits ? logits : mf_arena_f32(&s->arena, B * L * V);
-    if (!ids0 || !h || !z || !lg)
+    if (!ids0 || !h || !lg)
         return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
-    if ((st = mf_bert_forward(s, &m->dec, ids0, mask, B, L, image_embeds, m->vision.cfg.n_tok, true, h, err)))
+    if ((st = mf_bert_forward(s, &m->dec, ids0, mask, B, L, image_embeds, m->vision.cfg.n_tok, true, h, err)) ||
+        (st = mf_lm_forward(s, h, B * L, lg, NULL, err)))
         return st;
-    /* LM head: LN(GELU(dense(h))) W_dec^T + b (the observer does not see heads) */
-    mf_linear_forward(s->pool, z, h, d, lm->dense.w, lm->dense.b, B * L, d, d);
-    mf_gelu_forward(s->pool, z, z, B * L * d);
-    mf_layernorm_forward(s->pool, z, NULL, NULL, z, lm->ln.w, lm->ln.b, B * L, d, m->dec.cfg.eps);
-    mf_linear_forward(s->pool, lg, z, d, lm->dec_w, lm->dec_b, B * L, d, V);
     if (!nll)
         return MF_OK;
     for (int64_t b = 0; b < B; b++) {

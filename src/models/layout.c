@@ -353,8 +353,82 @@ enum mf_status mf_layout_bind(struct mf_model *m, const struct mf_layout_def *de
         }
     }
     apply_aliases(m, def);
-    st = convert_all(&bd, err);
+    if ((st = convert_all(&bd, err)) == MF_OK)
+        mf_layout_grad_indices(m);
 done:
     mf_free(bd.b);
     return st;
+}
+
+int mf_layout_grad_owner(const struct mf_model *m, const float *p)
+{
+    if (!p)
+        return -1;
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        if (m->w32[i] != p)
+            continue;
+        int o = (int)i;
+        /* tied_to chains are one link long today; the bound keeps a malformed table finite */
+        for (size_t step = 0; step < m->n_tensors && m->tensors[o].tied_to >= 0; step++)
+            o = m->tensors[o].tied_to;
+        return o;
+    }
+    return -1;
+}
+
+static void lin_idx(const struct mf_model *m, struct mf_linear *l)
+{
+    l->wi = mf_layout_grad_owner(m, l->w);
+    l->bi = mf_layout_grad_owner(m, l->b);
+}
+
+static void ln_idx(const struct mf_model *m, struct mf_ln *l)
+{
+    l->wi = mf_layout_grad_owner(m, l->w);
+    l->bi = mf_layout_grad_owner(m, l->b);
+}
+
+static void bert_idx(const struct mf_model *m, struct mf_bert *t, bool present)
+{
+    t->word_i = mf_layout_grad_owner(m, t->word);
+    t->pos_i = mf_layout_grad_owner(m, t->pos);
+    t->tok_type_i = mf_layout_grad_owner(m, t->tok_type);
+    ln_idx(m, &t->ln_emb);
+    for (int64_t l = 0; present && t->layers && l < t->cfg.n_layer; l++) {
+        struct mf_bert_layer *L = &t->layers[l];
+        struct mf_linear *lins[] = {&L->q, &L->k, &L->v, &L->o, &L->cq, &L->ck, &L->cv, &L->co, &L->inter, &L->out};
+        for (size_t j = 0; j < MF_ARRAY_LEN(lins); j++)
+            lin_idx(m, lins[j]);
+        ln_idx(m, &L->ln_attn);
+        ln_idx(m, &L->ln_cross);
+        ln_idx(m, &L->ln_out);
+    }
+}
+
+void mf_layout_grad_indices(struct mf_model *m)
+{
+    struct mf_vit *v = &m->vision;
+    v->patch_wi = mf_layout_grad_owner(m, v->patch_w);
+    v->patch_bi = mf_layout_grad_owner(m, v->patch_b);
+    v->cls_i = mf_layout_grad_owner(m, v->cls);
+    v->pos_i = mf_layout_grad_owner(m, v->pos);
+    ln_idx(m, &v->ln_pre);
+    ln_idx(m, &v->ln_post);
+    for (int64_t l = 0; v->layers && l < v->cfg.n_layer; l++) {
+        struct mf_vit_layer *L = &v->layers[l];
+        struct mf_linear *lins[] = {&L->qkv, &L->q, &L->k, &L->v, &L->proj, &L->fc1, &L->fc2};
+        for (size_t j = 0; j < MF_ARRAY_LEN(lins); j++)
+            lin_idx(m, lins[j]);
+        ln_idx(m, &L->ln1);
+        ln_idx(m, &L->ln2);
+    }
+    bert_idx(m, &m->text, m->info.has_text_encoder);
+    bert_idx(m, &m->dec, m->info.has_decoder);
+    lin_idx(m, &m->lm.dense);
+    ln_idx(m, &m->lm.ln);
+    m->lm.dec_wi = mf_layout_grad_owner(m, m->lm.dec_w);
+    m->lm.dec_bi = mf_layout_grad_owner(m, m->lm.dec_b);
+    lin_idx(m, &m->vision_proj);
+    lin_idx(m, &m->text_proj);
+    lin_idx(m, &m->itm_head);
 }

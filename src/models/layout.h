@@ -66,4 +66,13 @@ extern const struct mf_layout_def mf_layout_blip_orig;
  * m->tensors' roles, prunable flags, modalities, tied_to, and converts weights to f32. */
 enum mf_status mf_layout_bind(struct mf_model *m, const struct mf_layout_def *def, struct mf_err *err);
 
+/* Gradient owner of a bound weight pointer p: the model tensor index whose f32 data is p, followed
+ * through tied_to (a tied decoder copy accumulates into the encoder tensor, as the reference's
+ * shared nn.Parameter does); -1 for NULL or an unbound pointer. */
+int mf_layout_grad_owner(const struct mf_model *m, const float *p);
+/* Fills every gradient index field (wi/bi, patch_wi, word_i, ...) of the vision, text, decoder and
+ * head structures from their pointers (mf_layout_bind calls it; the LM head's tied decoder weight
+ * is fixed up by blip.c). */
+void mf_layout_grad_indices(struct mf_model *m);
+
 #endif

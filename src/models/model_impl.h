@@ -27,11 +27,14 @@ struct mf_linear {
     const float *b; /* (out) or NULL */
     int64_t out, in;
     int tid;        /* index of the weight in the model's tensor list, -1 if none */
+    int wi, bi;     /* model tensor index that receives the gradient of w / b (the owner of a tied
+                       copy), -1 if none; filled by the binder (layout.c) */
 };
 
 struct mf_ln {
     const float *w, *b; /* (d) */
     int64_t d;
+    int wi, bi;         /* gradient owner indices (see struct mf_linear), -1 if none */
 };
 
 struct mf_vit_cfg {
@@ -57,6 +60,7 @@ struct mf_vit {
     const float *pos;     /* (n_tok, d) */
     struct mf_ln ln_pre, ln_post;
     struct mf_vit_layer *layers; /* (n_layer) */
+    int patch_wi, patch_bi, cls_i, pos_i; /* gradient owner indices of the raw tensors, -1 if none */
 };
 
 struct mf_bert_cfg {
@@ -83,6 +87,7 @@ struct mf_bert {
     const float *tok_type;  /* (2, d) or NULL */
     struct mf_ln ln_emb;
     struct mf_bert_layer *layers; /* (n_layer) */
+    int word_i, pos_i, tok_type_i; /* gradient owner indices of the raw tensors, -1 if none */
 };
 
 struct mf_lm_head {
@@ -92,6 +97,7 @@ struct mf_lm_head {
     const float *dec_b;     /* (V) */
     const float *dec_b_alt; /* (V) the same bias under its alias name, when present */
     int64_t V;
+    int dec_wi, dec_bi;     /* gradient owners: dec_wi is the word embeddings' owner when tied */
 };
 
 /* Calibration hook. Called by every linear layer that has a tid (the prunable weight's model tensor

@@ -39,6 +39,10 @@ import blip_ref as R  # noqa: E402
 torch.set_num_threads(1)
 
 FIXTURES = ["orig-f32", "hf-itm-f32", "hf-cap-f32"]
+# MF_BWD_F32=<dir>: write full-precision goldens there instead (to measure the C error without the
+# F16 storage error; not committed: 3 MB).
+OUT_DIR = os.environ.get("MF_BWD_F32") or os.path.join(HERE, "backward")
+STORE = torch.float32 if os.environ.get("MF_BWD_F32") else torch.float16
 
 
 def raw_names(d):
@@ -139,7 +143,7 @@ def gen(fixture):
         gr = t.grad
         mx = float(gr.abs().max())
         scale = mx if mx > 0 else 1.0
-        out["g:" + name] = (gr / scale).to(torch.float16)
+        out["g:" + name] = (gr / scale).to(STORE)
         out["s:" + name] = torch.tensor([mx], dtype=torch.float32)
         n_grad += 1
 
@@ -173,8 +177,8 @@ def gen(fixture):
         print("  fd %-62s %-14s autograd % .8e fd % .8e rel %.2e" % (o, ix, ag, fd, rel))
     assert worst < 1e-5, "finite differences disagree with autograd (%.3e)" % worst
 
-    os.makedirs(os.path.join(HERE, "backward"), exist_ok=True)
-    path = os.path.join(HERE, "backward", fixture + ".safetensors")
+    os.makedirs(OUT_DIR, exist_ok=True)
+    path = os.path.join(OUT_DIR, fixture + ".safetensors")
     R.st_write(path, out, {"fixture": fixture, "n_grad": n_grad, "J": repr(J.item())})
     print("%s: %d gradient tensors, J = %.10g, %d bytes" % (fixture, n_grad, J.item(), os.path.getsize(path)))
 
