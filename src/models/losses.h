@@ -1,0 +1,72 @@
+/*
+ * models/losses.h: BLIP's pretraining losses (ITC, ITM with hard negatives, LM with label
+ * smoothing) on one batch of image-caption pairs: training forward, loss values, and backward into
+ * a gradient block (struct mf_grads, models/grad.h). What exactly is computed, and where it deviates
+ * from salesforce/BLIP BLIP_Pretrain.forward, is in docs/internals/losses.md.
+ *
+ *     struct mf_losses_opts o = {.losses = MF_LOSS_ITC | MF_LOSS_ITM | MF_LOSS_LM,
+ *                                .negatives = MF_ITM_NEG_HARDEST, .seed = 0};
+ *     struct mf_losses *L = NULL;
+ *     if (mf_losses_create(model, &o, &L, &err) == MF_OK) {
+ *         mf_grads_zero(g);
+ *         struct mf_loss_values v;
+ *         mf_losses_batch(L, session, 0, images, ids, mask, B, T, g, &v, &err);  // g += d(sum)/dθ
+ *         mf_losses_free(L);
+ *     }
+ *
+ * Thread safety: an mf_losses is immutable after creation and may be shared by sessions on
+ * different threads; each call uses only its session (pool, arena) and the caller's gradient block.
+ */
+#ifndef MF_MODELS_LOSSES_H
+#define MF_MODELS_LOSSES_H
+
+#include <stdint.h>
+
+#include "multiflow/model.h"
+#include "multiflow/status.h"
+
+struct mf_grads;
+
+enum { MF_LOSS_ITC = 1u, MF_LOSS_ITM = 2u, MF_LOSS_LM = 4u, MF_LOSS_ALL = 7u };
+
+enum mf_itm_negatives {
+    MF_ITM_NEG_SAMPLE = 0,  /* one categorical draw per row, seeded by (seed, batch index) */
+    MF_ITM_NEG_HARDEST = 1  /* argmax of the same weights, lowest index on ties */
+};
+
+struct mf_losses_opts {
+    unsigned losses;                 /* MF_LOSS_* bits; 0 = every loss the checkpoint supports */
+    enum mf_itm_negatives negatives;
+    uint64_t seed;
+};
+
+struct mf_loss_values {
+    double itc, itm, lm; /* NaN when not selected */
+    double total;        /* sum of the selected losses (what was differentiated) */
+    double temp;         /* temperature used (clamped) */
+    double d_temp;       /* d total / d temp (0 when the checkpoint has no 'temp' or ITC is off) */
+};
+
+struct mf_losses;
+
+/* Parses "itc,itm,lm" (any non-empty subset, any order, no repeats) into MF_LOSS_* bits. */
+enum mf_status mf_losses_parse(const char *list, unsigned *bits, struct mf_err *err);
+/* Checks the selected losses against the checkpoint (ITC: text encoder + projections; ITM: text
+ * encoder + itm_head, and projections for the negatives; LM: decoder), reads 'temp' and the
+ * queues 'image_queue'/'text_queue' [proj, Q] when present (both or neither, shapes checked). */
+enum mf_status mf_losses_create(const struct mf_model *m, const struct mf_losses_opts *o, struct mf_losses **out,
+                                struct mf_err *err);
+void mf_losses_free(struct mf_losses *L);
+/* The selected bits after defaulting (for messages). */
+unsigned mf_losses_selected(const struct mf_losses *L);
+
+/* One batch: images (B, 3, R, R), ids/mask (B, T) as tokenized. Resets the session arena, runs the
+ * training forwards, and ACCUMULATES d(sum of the selected losses)/dθ into g (caller zeroes it).
+ * batch_index seeds the ITM sampling together with the seed. neg_img/neg_txt (B) receive the ITM
+ * negatives when not NULL and ITM is selected. ITM needs B >= 2. */
+enum mf_status mf_losses_batch(const struct mf_losses *L, struct mf_session *s, uint64_t batch_index,
+                               const float *images, const int32_t *ids, const int32_t *mask, int64_t B, int64_t T,
+                               struct mf_grads *g, struct mf_loss_values *out, int32_t *neg_img, int32_t *neg_txt,
+                               struct mf_err *err);
+
+#endif
