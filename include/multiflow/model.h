@@ -143,6 +143,15 @@ enum mf_status mf_decoder_pairs(struct mf_session *s, const float *image_embeds,
 enum mf_status mf_score_pairs(struct mf_session *s, const float *images, const int32_t *ids, const int32_t *mask,
                               int64_t B, int64_t L, float *itc, float *itm, float *lm, struct mf_err *err);
 
+/* Gradient block for training-mode passes (src/models/grad.h has the backward API): one f32 buffer
+ * per model tensor that owns a gradient (tied copies accumulate into their owner and have none),
+ * zeroed at creation. mf_grads_tensor returns NULL for tensors without a gradient. */
+struct mf_grads;
+enum mf_status mf_grads_create(const struct mf_model *m, struct mf_grads **out, struct mf_err *err);
+void mf_grads_zero(struct mf_grads *g);
+void mf_grads_free(struct mf_grads *g);
+float *mf_grads_tensor(const struct mf_grads *g, size_t i);
+
 #ifdef __cplusplus
 }
 #endif
