@@ -91,5 +91,6 @@ int cli_usage_error(const char *verb, const char *fmt, ...)
 int verb_inspect(int argc, char **argv);
 int verb_score(int argc, char **argv);
 int verb_eval(int argc, char **argv);
+int verb_grad(int argc, char **argv);
 
 #endif

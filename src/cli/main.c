@@ -16,6 +16,7 @@ static const char usage[] =
     "  prune     prune once: sparse checkpoints per method and sparsity, reports, a plot\n"
     "  apply     apply masks made elsewhere to a checkpoint\n"
     "  stats     calibration statistics only, or merge two statistics files\n"
+    "  grad      gradients of BLIP's pretraining losses (itc, itm, lm) for every prunable tensor\n"
     "\n"
     "'multiflow <verb> --help' describes a verb's options.\n";
 
@@ -46,6 +47,8 @@ int main(int argc, char **argv)
         return verb_apply(argc - 1, argv + 1);
     if (strcmp(verb, "stats") == 0)
         return verb_stats(argc - 1, argv + 1);
+    if (strcmp(verb, "grad") == 0)
+        return verb_grad(argc - 1, argv + 1);
     fprintf(stderr, "multiflow: unknown verb '%s'\n\n%s", verb, usage);
     return 2;
 }
