@@ -27,6 +27,18 @@ static const float *gf(const struct mf_safetensors *g, const char *name)
     return e->data;
 }
 
+/* One F32 value; scales follow F16 data in the file, so they may be only 2-byte aligned. */
+static float scalar(const struct mf_safetensors *g, const char *name)
+{
+    const struct mf_st_entry *e = mf_safetensors_find(g, name);
+    if (!e)
+        fail_msg("golden tensor '%s' missing", name);
+    assert_int_equal(e->dtype, MF_DTYPE_F32);
+    float v;
+    memcpy(&v, e->data, sizeof v);
+    return v;
+}
+
 static float *dup(const float *x, int64_t n)
 {
     float *y = malloc((size_t)n * sizeof(float));
@@ -159,7 +171,7 @@ static double compare_all(const struct mf_model *m, const struct mf_safetensors 
     for (size_t i = 0; i < mf_model_n_tensors(m); i++) {
         snprintf(key, sizeof key, "s:%s", mf_model_tensor_at(m, i)->name);
         if (mf_safetensors_find(gb, key))
-            gmax = fmax(gmax, gf(gb, key)[0]);
+            gmax = fmax(gmax, scalar(gb, key));
     }
     for (size_t i = 0; i < mf_model_n_tensors(m); i++) {
         const struct mf_model_tensor *t = mf_model_tensor_at(m, i);
@@ -174,7 +186,7 @@ static double compare_all(const struct mf_model *m, const struct mf_safetensors 
         assert_true(e->dtype == MF_DTYPE_F16 || e->dtype == MF_DTYPE_F32);
         assert_int_equal((int64_t)(e->nbytes / mf_dtype_size(e->dtype)), n);
         snprintf(key, sizeof key, "s:%s", t->name);
-        float scale = gf(gb, key)[0];
+        float scale = scalar(gb, key);
         float *want = malloc((size_t)n * sizeof(float));
         assert_non_null(want);
         mf_convert_to_f32(want, e->data, e->dtype, n);
