@@ -145,7 +145,8 @@ static bool sel_chunk(struct sel *s, int ith, size_t a, int64_t j, int64_t n, in
             const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
             for (int64_t i = 0; i < n; i++) {
                 uint32_t k = float_key(x[i], ab);
-                hist[k & 0xffffu] += (k >> 16) == B; /* branchless: the bin is a coin flip */
+                if ((k >> 16) == B) /* rare (one top bin of 65536): predicted, and no store otherwise */
+                    hist[k & 0xffffu]++;
             }
         }
         return true;
