@@ -258,7 +258,9 @@ int verb_grad(int argc, char **argv)
         for (int k = 0; k < 3; k++)
             if (sel & (1u << k))
                 printf(" %s %.6f", names[k], sum[k] / (double)n_batches);
-        printf(" (ITM negatives: %s)\n", neg);
+        if (sel & MF_LOSS_ITM)
+            printf(" (ITM negatives: %s)", neg);
+        putchar('\n');
     }
     if (fflush(stdout) != 0) {
         cli_error("cannot write to stdout");

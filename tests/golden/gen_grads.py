@@ -2,7 +2,8 @@
     /usr/bin/python3 tests/golden/gen_grads.py          (add --check for a finite-difference spot check)
 
 What it does: for the fixtures tests/golden/blip/orig-f32 (queues, temp, tied decoder, momentum
-copies) and hf-itm-f32 (no decoder, no queues, no temp), takes the golden inputs of
+copies), hf-itm-f32 (no decoder, no queues, no temp) and hf-cap-f32 (decoder only, sharded, LM
+matrix tied to the word embeddings: lm only), takes the golden inputs of
 tests/golden/blip/<fixture>.golden.safetensors (3 pairs) as ONE batch, computes each loss of
 blip_losses.py in float64 with 'hardest' ITM negatives, and writes, per loss L in {itc, itm, lm}
 the model has, tests/golden/grads/<fixture>.<L>.safetensors:
@@ -34,13 +35,22 @@ import blip_ref as R  # noqa: E402
 import blip_losses as BL  # noqa: E402
 
 torch.set_num_threads(1)
-FIXTURES = ("orig-f32", "hf-itm-f32")
+FIXTURES = ("orig-f32", "hf-itm-f32", "hf-cap-f32")
 OUT = os.path.join(HERE, "grads")
 
 
 def checkpoint_names(d, layout):
     """Ordered (checkpoint name, canonical name) of every floating tensor in the file."""
-    raw, _ = R.st_read(os.path.join(d, "model.safetensors"))
+    idx = os.path.join(d, "model.safetensors.index.json")
+    if os.path.exists(idx):  # sharded: shards in name order, as load_dir reads them
+        import json
+        with open(idx) as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        raw = OrderedDict()
+        for sh in shards:
+            raw.update(R.st_read(os.path.join(d, sh))[0])
+    else:
+        raw, _ = R.st_read(os.path.join(d, "model.safetensors"))
     out = []
     for k, t in raw.items():
         if t.is_floating_point():
@@ -57,6 +67,12 @@ def setup(fixture):
     return d, params, aliases, cfg, images, g["ids"], g["mask"]
 
 
+def supported(P):
+    """Losses the checkpoint has the towers for (ITM needs the ITC projections for its negatives)."""
+    return (["itc", "itm"] if R.has_itm(P) and "vision_proj.weight" in P else []) + \
+        (["lm"] if R.has_decoder(P) else [])
+
+
 def run(params, cfg, images, ids, mask, loss):
     for t in params.values():
         t.grad = None
@@ -68,7 +84,7 @@ def run(params, cfg, images, ids, mask, loss):
 def gen(fixture):
     d, params, aliases, cfg, images, ids, mask = setup(fixture)
     names = checkpoint_names(d, cfg.layout)
-    losses = ["itc", "itm"] + (["lm"] if R.has_decoder(params) else [])
+    losses = supported(params)
     values = OrderedDict()
     results = OrderedDict()
     for loss in losses:
@@ -117,7 +133,7 @@ def check(fixture, n=4):
     """Central differences on a few entries of a few tensors against autograd, per loss (ITC with
     its stop-gradient columns held at their unperturbed values, as autograd sees them)."""
     d, params, aliases, cfg, images, ids, mask = setup(fixture)
-    losses = ["itc", "itm"] + (["lm"] if R.has_decoder(params) else [])
+    losses = supported(params)
     g = torch.Generator().manual_seed(1)
     for loss in losses:
         base = run(params, cfg, images, ids, mask, loss)
@@ -126,7 +142,11 @@ def check(fixture, n=4):
         for name in ("text_encoder.encoder.layer.0.attention.self.query.weight",
                      "vision_model.encoder.layers.1.mlp.fc1.weight",
                      "text_encoder.encoder.layer.1.crossattention.self.key.weight",
-                     "text_encoder.encoder.layer.0.intermediate.dense.weight"):
+                     "text_encoder.encoder.layer.0.intermediate.dense.weight",
+                     "text_decoder.bert.encoder.layer.1.crossattention.self.key.weight",
+                     "text_decoder.bert.embeddings.word_embeddings.weight"):
+            if name not in params:
+                continue
             p = params[name]
             ga = p.grad.clone() if p.grad is not None else torch.zeros_like(p)
             for _ in range(n):

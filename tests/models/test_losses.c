@@ -1,7 +1,7 @@
 /* BLIP pretraining losses (src/models/losses.c) against PyTorch autograd goldens
  * (tests/golden/gen_grads.py, blip_losses.py): the loss values, the hardest ITM negatives and the
  * gradient of EVERY trainable tensor, per loss and for the sum, on the tiny fixtures orig-f32
- * (queues, temp, tied decoder) and hf-itm-f32, with the 3 golden pairs as one batch. Plus the
+ * (queues, temp, tied decoder), hf-itm-f32 and hf-cap-f32 (decoder only), with the 3 golden pairs as one batch. Plus the
  * sampled-negative mode's properties, option parsing and the error paths. */
 #include "testutil.h"
 
@@ -227,10 +227,12 @@ static void run_goldens(const char *fx)
     struct fixture f;
     fixture_open(&f, fx);
     printf("%s\n", fx);
+    unsigned all = 0;
     for (int k = 0; k < 3; k++)
-        if (f.gr[k])
+        if (f.gr[k]) {
             check_losses(&f, fx, 1u << k, 1);
-    unsigned all = f.gr[2] ? MF_LOSS_ALL : (MF_LOSS_ITC | MF_LOSS_ITM);
+            all |= 1u << k;
+        }
     check_losses(&f, fx, all, 1);
     check_losses(&f, fx, all, 2);
     fixture_close(&f);
@@ -246,6 +248,12 @@ static void test_hf_itm_goldens(void **state)
 {
     (void)state;
     run_goldens("hf-itm-f32");
+}
+
+static void test_hf_cap_goldens(void **state)
+{
+    (void)state;
+    run_goldens("hf-cap-f32"); /* decoder only (sharded): lm, LM matrix tied to the word embeddings */
 }
 
 /* Sampled negatives: never the pair itself, reproducible for a (seed, batch index), and the draws
@@ -350,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_orig_goldens),
         cmocka_unit_test(test_hf_itm_goldens),
+        cmocka_unit_test(test_hf_cap_goldens),
         cmocka_unit_test(test_sample_mode),
         cmocka_unit_test(test_errors),
     };
