@@ -118,8 +118,7 @@ static enum mf_status bert_run(struct mf_session *s, const struct mf_bert *bert,
         mf_model_linear(s, v_, xin, d, &Ly->v, BL, mask);
         mf_attention_forward(pool, ctx_, tr ? La->att : NULL, q_, d, k_, d, v_, d, mask, causal, B, L, L, H, dh,
                              scratch);
-        mf_model_linear(s, ys, ctx_, d, &Ly->o, BL, mask);
-        mf_add_forward(pool, ys, ys, xin, BL * d);
+        mf_model_linear_res(s, ys, xin, ctx_, d, &Ly->o, BL, mask);
         mf_layernorm_forward(pool, xs, tr ? La->mean_s : NULL, tr ? La->rstd_s : NULL, ys, Ly->ln_attn.w,
                              Ly->ln_attn.b, BL, d, c->eps);
         float *xc = xs;
@@ -134,8 +133,7 @@ static enum mf_status bert_run(struct mf_session *s, const struct mf_bert *bert,
             mf_model_linear(s, cv, enc, ew, &Ly->cv, B * Ne, NULL);
             mf_attention_forward(pool, cctx, tr ? La->catt : NULL, cq, d, ck, d, cv, d, NULL, false, B, L, Ne, H, dh,
                                  scratch);
-            mf_model_linear(s, yc, cctx, d, &Ly->co, BL, mask);
-            mf_add_forward(pool, yc, yc, xs, BL * d);
+            mf_model_linear_res(s, yc, xs, cctx, d, &Ly->co, BL, mask);
             mf_layernorm_forward(pool, xc, tr ? La->mean_c : NULL, tr ? La->rstd_c : NULL, yc, Ly->ln_cross.w,
                                  Ly->ln_cross.b, BL, d, c->eps);
         }
@@ -144,8 +142,7 @@ static enum mf_status bert_run(struct mf_session *s, const struct mf_bert *bert,
         float *ffp = tr ? La->ff_pre : ff, *ffa = tr ? La->ff : ff, *yf = tr ? La->yf : y;
         mf_model_linear(s, ffp, xc, d, &Ly->inter, BL, mask);
         mf_gelu_forward(pool, ffa, ffp, BL * c->d_ff);
-        mf_model_linear(s, yf, ffa, c->d_ff, &Ly->out, BL, mask);
-        mf_add_forward(pool, yf, yf, xc, BL * d);
+        mf_model_linear_res(s, yf, xc, ffa, c->d_ff, &Ly->out, BL, mask);
         mf_layernorm_forward(pool, xout, tr ? La->mean_f : NULL, tr ? La->rstd_f : NULL, yf, Ly->ln_out.w,
                              Ly->ln_out.b, BL, d, c->eps);
     }

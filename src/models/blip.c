@@ -525,12 +525,18 @@ void mf_session_free(struct mf_session *s)
     mf_free(s);
 }
 
-void mf_model_linear(struct mf_session *s, float *y, const float *x, int64_t ldx, const struct mf_linear *lin,
-                     int64_t T, const int32_t *row_valid)
+void mf_model_linear_res(struct mf_session *s, float *y, const float *res, const float *x, int64_t ldx,
+                         const struct mf_linear *lin, int64_t T, const int32_t *row_valid)
 {
     if (s->observe && lin->tid >= 0)
         s->observe(s->observe_ud, lin->tid, x, ldx, T, lin->in, row_valid, s->n_seq);
-    mf_linear_forward(s->pool, y, x, ldx, lin->w, lin->b, T, lin->in, lin->out);
+    mf_linear_forward_res(s->pool, y, res, x, ldx, lin->w, lin->b, T, lin->in, lin->out);
+}
+
+void mf_model_linear(struct mf_session *s, float *y, const float *x, int64_t ldx, const struct mf_linear *lin,
+                     int64_t T, const int32_t *row_valid)
+{
+    mf_model_linear_res(s, y, NULL, x, ldx, lin, T, row_valid);
 }
 
 /* ---- heads: forward (shared by inference and training) and backward ---------------------- */

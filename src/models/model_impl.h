@@ -151,6 +151,9 @@ enum mf_status mf_calibration_forward(struct mf_session *s, const float *images,
 static inline const float *mf_model_weight_f32(const struct mf_model *m, size_t i) { return m->w32[i]; }
 
 /* Runs a linear layer and reports its input to the session's observer. */
+/* The same with a residual: y = res + lin(x) (res may equal y). */
+void mf_model_linear_res(struct mf_session *s, float *y, const float *res, const float *x, int64_t ldx,
+                         const struct mf_linear *lin, int64_t T, const int32_t *row_valid);
 void mf_model_linear(struct mf_session *s, float *y, const float *x, int64_t ldx, const struct mf_linear *lin,
                      int64_t T, const int32_t *row_valid);
 

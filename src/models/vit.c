@@ -129,15 +129,13 @@ static enum mf_status vit_run(struct mf_session *s, const struct mf_vit *vit, co
         }
         mf_attention_forward(pool, ctx_l, tr ? La->att : NULL, qkv_l, 3 * d, qkv_l + d, 3 * d, qkv_l + 2 * d, 3 * d,
                              NULL, false, B, N, N, H, dh, scratch);
-        mf_model_linear(s, y, ctx_l, d, &L->proj, BN, NULL);
-        mf_add_forward(pool, xm, xin, y, BN * d);
+        mf_model_linear_res(s, xm, xin, ctx_l, d, &L->proj, BN, NULL);
 
         mf_layernorm_forward(pool, h2, tr ? La->mean2 : NULL, tr ? La->rstd2 : NULL, xm, L->ln2.w, L->ln2.b, BN, d,
                              c->eps);
         mf_model_linear(s, ffp, h2, d, &L->fc1, BN, NULL);
         act_forward(pool, c->act, ffa, ffp, BN * c->d_ff);
-        mf_model_linear(s, y, ffa, c->d_ff, &L->fc2, BN, NULL);
-        mf_add_forward(pool, xout, xm, y, BN * d);
+        mf_model_linear_res(s, xout, xm, ffa, c->d_ff, &L->fc2, BN, NULL);
         xcur = xout;
     }
 

@@ -19,6 +19,7 @@
 
 #include <cblas.h>
 #include <limits.h>
+#include <string.h>
 
 #include "core/common.h"
 
@@ -57,6 +58,7 @@ static void split_rows(int64_t n, int ith, int nth, int64_t *b, int64_t *e)
 struct fwd_arg {
     float *y;
     const float *x, *w, *b;
+    const float *res; /* (T, OC) residual added to the output, or NULL (may equal y) */
     int64_t ldx, T, IC, OC;
 };
 
@@ -65,14 +67,22 @@ static void fwd_rows(const struct fwd_arg *a, int64_t t0, int64_t t1)
     if (t1 <= t0)
         return;
     float *y = a->y + t0 * a->OC;
-    if (a->b)
+    const float *r = a->res ? a->res + t0 * a->OC : NULL;
+    if (r && a->b)
+        for (int64_t t = t0; t < t1; t++, y += a->OC, r += a->OC)
+            for (int64_t o = 0; o < a->OC; o++)
+                y[o] = r[o] + a->b[o];
+    else if (r && r != y)
+        memcpy(y, r, (size_t)((t1 - t0) * a->OC) * sizeof(float));
+    else if (a->b)
         for (int64_t t = t0; t < t1; t++, y += a->OC)
             for (int64_t o = 0; o < a->OC; o++)
                 y[o] = a->b[o];
-    /* the bias is in place and the GEMM accumulates onto it (beta = 1): one pass less */
+    /* residual and bias are in place and the GEMM accumulates onto them (beta = 1): the bias fill
+     * and the residual add cost one pass together instead of two */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(t1 - t0), (int)a->OC, (int)a->IC, 1.0f,
-                a->x + t0 * a->ldx, (int)a->ldx, a->w, (int)a->IC, a->b ? 1.0f : 0.0f, a->y + t0 * a->OC,
-                (int)a->OC);
+                a->x + t0 * a->ldx, (int)a->ldx, a->w, (int)a->IC, (a->b || a->res) ? 1.0f : 0.0f,
+                a->y + t0 * a->OC, (int)a->OC);
 }
 
 static void fwd_kernel(void *p, int ith, int nth)
@@ -83,8 +93,8 @@ static void fwd_kernel(void *p, int ith, int nth)
     fwd_rows(a, t0, t1);
 }
 
-void mf_linear_forward(struct mf_pool *pool, float *y, const float *x, int64_t ldx, const float *w,
-                       const float *b, int64_t T, int64_t IC, int64_t OC)
+void mf_linear_forward_res(struct mf_pool *pool, float *y, const float *res, const float *x, int64_t ldx,
+                           const float *w, const float *b, int64_t T, int64_t IC, int64_t OC)
 {
     MF_ASSERT(ldx >= IC && T <= INT_MAX && IC <= INT_MAX && OC <= INT_MAX && ldx <= INT_MAX);
     if (T <= 0 || OC <= 0)
@@ -92,14 +102,20 @@ void mf_linear_forward(struct mf_pool *pool, float *y, const float *x, int64_t l
     if (IC <= 0) {
         for (int64_t t = 0; t < T; t++)
             for (int64_t o = 0; o < OC; o++)
-                y[t * OC + o] = b ? b[o] : 0.0f;
+                y[t * OC + o] = (res ? res[t * OC + o] : 0.0f) + (b ? b[o] : 0.0f);
         return;
     }
-    struct fwd_arg a = {y, x, w, b, ldx, T, IC, OC};
+    struct fwd_arg a = {y, x, w, b, res, ldx, T, IC, OC};
     if (mf_pool_size(pool) == 1 || T * IC * OC < MIN_SPLIT_MACS || T < 32)
         fwd_rows(&a, 0, T);
     else
         mf_pool_run(pool, fwd_kernel, &a);
+}
+
+void mf_linear_forward(struct mf_pool *pool, float *y, const float *x, int64_t ldx, const float *w,
+                       const float *b, int64_t T, int64_t IC, int64_t OC)
+{
+    mf_linear_forward_res(pool, y, NULL, x, ldx, w, b, T, IC, OC);
 }
 
 struct bwd_arg {

@@ -46,6 +46,10 @@ int mf_nn_blas_threads(void);
 void mf_linear_forward(struct mf_pool *pool, float *y, const float *x, int64_t ldx, const float *w,
                        const float *b, int64_t T, int64_t IC, int64_t OC);
 /* dx[T,IC] = dy W (overwritten), dw[OC,IC] += dy^T x, db[OC] += sum_t dy; any may be NULL. */
+/* y[T,OC] = res[T,OC] + x W^T + b (res may equal y: the residual add fused into the GEMM's
+ * accumulation; b and res may be NULL). */
+void mf_linear_forward_res(struct mf_pool *pool, float *y, const float *res, const float *x, int64_t ldx,
+                           const float *w, const float *b, int64_t T, int64_t IC, int64_t OC);
 void mf_linear_backward(struct mf_pool *pool, float *dx, float *dw, float *db, const float *dy,
                         const float *x, int64_t ldx, const float *w, int64_t T, int64_t IC,
                         int64_t OC);
