@@ -754,6 +754,33 @@ enum mf_status mf_itm_pairs(struct mf_session *s, const float *image_embeds, con
     return itm_run(s, image_embeds, ids, mask, B, L, prob, logits, hidden, err);
 }
 
+struct nll_arg {
+    const float *lg;      /* (B, L, V) logits */
+    const int32_t *ids, *mask;
+    double *tok;          /* (B, L) NLL of token t given positions < t (t >= 1, real tokens) */
+    int64_t B, L, V;
+};
+
+static void nll_kernel(void *p, int ith, int nth)
+{
+    const struct nll_arg *a = p;
+    int64_t r0, r1;
+    mf_split_range(a->B * a->L, ith, nth, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t t = r % a->L;
+        if (t == 0 || !a->mask[r])
+            continue;
+        const float *row = a->lg + (r - 1) * a->V;
+        float mx = row[0];
+        for (int64_t j = 1; j < a->V; j++)
+            mx = row[j] > mx ? row[j] : mx;
+        double se = 0;
+        for (int64_t j = 0; j < a->V; j++)
+            se += exp((double)row[j] - mx);
+        a->tok[r] = (log(se) + mx) - row[a->ids[r]];
+    }
+}
+
 static enum mf_status decoder_run(struct mf_session *s, const float *image_embeds, const int32_t *ids,
                                   const int32_t *mask, int64_t B, int64_t L, float *nll, float *logits,
                                   struct mf_err *err)
@@ -776,23 +803,21 @@ static enum mf_status decoder_run(struct mf_session *s, const float *image_embed
         return st;
     if (!nll)
         return MF_OK;
+    /* Per-token negative log-likelihoods in double, rows split over the pool; the per-caption means
+     * are then summed in token order on this thread, so the result does not depend on the split. */
+    double *tok = mf_arena_alloc(&s->arena, (size_t)(B * L) * sizeof(double));
+    if (!tok)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    struct nll_arg na = {lg, ids, mask, tok, B, L, V};
+    mf_pool_run(s->pool, nll_kernel, &na);
     for (int64_t b = 0; b < B; b++) {
-        int64_t n_real = 0;
-        for (int64_t t = 0; t < L; t++)
-            n_real += mask[b * L + t] != 0;
         double sum = 0;
         int64_t n = 0;
-        for (int64_t t = 1; t < n_real; t++) {
-            const float *row = lg + (b * L + t - 1) * V;
-            float mx = row[0];
-            for (int64_t j = 1; j < V; j++)
-                mx = row[j] > mx ? row[j] : mx;
-            double se = 0;
-            for (int64_t j = 0; j < V; j++)
-                se += exp((double)row[j] - mx);
-            sum += (log(se) + mx) - row[ids[b * L + t]];
-            n++;
-        }
+        for (int64_t t = 1; t < L; t++)
+            if (mask[b * L + t]) {
+                sum += tok[b * L + t];
+                n++;
+            }
         nll[b] = n ? (float)(sum / (double)n) : NAN;
     }
     return MF_OK;
