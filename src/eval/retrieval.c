@@ -91,6 +91,45 @@ static void top_k(const float *row, int64_t n, int64_t k, int64_t *idx)
     }
 }
 
+/* Buffers and inputs shared by the re-ranking of every query. */
+struct rerank {
+    struct mf_session *s;
+    const float *emb;          /* (n_img, N*D) image_embeds */
+    const int32_t *ids, *mask; /* (n_txt, L) */
+    float *bemb;               /* (Bt, N*D) batch of image_embeds */
+    int32_t *bids, *bmask;     /* (Bt, L) batch of texts */
+    float *logit;              /* (Bt, 2) */
+    int64_t *top;              /* (k) candidate indices */
+    float *sims;               /* (n_cand) the row's ITC scores */
+    int64_t ND, L, Bt;
+};
+
+/* Re-ranks one query's row of scores (n_cand candidates) in place, as BLIP does: the top k by ITC
+ * get ITM logit[1] + ITC, every other candidate -100. The query is image q (candidates = texts) or
+ * text q (candidates = images). */
+static enum mf_status rerank_row(const struct rerank *r, float *row, int64_t n_cand, int64_t k, int64_t q,
+                                 bool query_is_image, struct mf_err *err)
+{
+    enum mf_status st = MF_OK;
+    memcpy(r->sims, row, (size_t)n_cand * sizeof(float));
+    top_k(r->sims, n_cand, k, r->top);
+    for (int64_t j = 0; j < n_cand; j++)
+        row[j] = -100.0f;
+    for (int64_t c0 = 0; c0 < k && !st; c0 += r->Bt) {
+        int64_t B = MF_MIN(r->Bt, k - c0);
+        for (int64_t b = 0; b < B; b++) {
+            int64_t img = query_is_image ? q : r->top[c0 + b], txt = query_is_image ? r->top[c0 + b] : q;
+            memcpy(r->bemb + b * r->ND, r->emb + img * r->ND, (size_t)r->ND * sizeof(float));
+            memcpy(r->bids + b * r->L, r->ids + txt * r->L, (size_t)r->L * sizeof(int32_t));
+            memcpy(r->bmask + b * r->L, r->mask + txt * r->L, (size_t)r->L * sizeof(int32_t));
+        }
+        st = mf_itm_pairs(r->s, r->bemb, r->bids, r->bmask, B, r->L, NULL, r->logit, NULL, err);
+        for (int64_t b = 0; b < B && !st; b++)
+            row[r->top[c0 + b]] = r->logit[2 * b + 1] + r->sims[r->top[c0 + b]];
+    }
+    return st;
+}
+
 enum mf_status mf_eval_retrieval(struct mf_session *s, const struct mf_annotations *ann,
                                  const struct mf_retrieval_opts *opts, struct mf_retrieval_result *out,
                                  struct mf_err *err)
@@ -176,43 +215,16 @@ enum mf_status mf_eval_retrieval(struct mf_session *s, const struct mf_annotatio
             st = mf_err_set(err, MF_ERR_NOMEM, "out of memory");
             goto done;
         }
+        struct rerank rr = {s, emb, ids, mask, bemb, bids, bmask, logit, top, sims, N * D, L, Bt};
         mf_progress_begin(&pg, "itm i2t", "img", n_img);
         for (int64_t i = 0; i < n_img && !st; i++) {
-            memcpy(sims, s_i2t + i * n_txt, (size_t)n_txt * sizeof(float));
-            top_k(sims, n_txt, k_i2t, top);
-            for (int64_t j = 0; j < n_txt; j++)
-                s_i2t[i * n_txt + j] = -100.0f;
-            for (int64_t c0 = 0; c0 < k_i2t && !st; c0 += Bt) {
-                int64_t B = MF_MIN(Bt, k_i2t - c0);
-                for (int64_t b = 0; b < B; b++) {
-                    memcpy(bemb + b * N * D, emb + i * N * D, (size_t)(N * D) * sizeof(float));
-                    memcpy(bids + b * L, ids + top[c0 + b] * L, (size_t)L * sizeof(int32_t));
-                    memcpy(bmask + b * L, mask + top[c0 + b] * L, (size_t)L * sizeof(int32_t));
-                }
-                st = mf_itm_pairs(s, bemb, bids, bmask, B, L, NULL, logit, NULL, err);
-                for (int64_t b = 0; b < B && !st; b++)
-                    s_i2t[i * n_txt + top[c0 + b]] = logit[2 * b + 1] + sims[top[c0 + b]];
-            }
+            st = rerank_row(&rr, s_i2t + i * n_txt, n_txt, k_i2t, i, true, err);
             mf_progress_add(&pg, 1);
         }
         mf_progress_end(&pg);
         mf_progress_begin(&pg, "itm t2i", "txt", n_txt);
         for (int64_t j = 0; j < n_txt && !st; j++) {
-            memcpy(sims, s_t2i + j * n_img, (size_t)n_img * sizeof(float));
-            top_k(sims, n_img, k_t2i, top);
-            for (int64_t i = 0; i < n_img; i++)
-                s_t2i[j * n_img + i] = -100.0f;
-            for (int64_t c0 = 0; c0 < k_t2i && !st; c0 += Bt) {
-                int64_t B = MF_MIN(Bt, k_t2i - c0);
-                for (int64_t b = 0; b < B; b++) {
-                    memcpy(bemb + b * N * D, emb + top[c0 + b] * N * D, (size_t)(N * D) * sizeof(float));
-                    memcpy(bids + b * L, ids + j * L, (size_t)L * sizeof(int32_t));
-                    memcpy(bmask + b * L, mask + j * L, (size_t)L * sizeof(int32_t));
-                }
-                st = mf_itm_pairs(s, bemb, bids, bmask, B, L, NULL, logit, NULL, err);
-                for (int64_t b = 0; b < B && !st; b++)
-                    s_t2i[j * n_img + top[c0 + b]] = logit[2 * b + 1] + sims[top[c0 + b]];
-            }
+            st = rerank_row(&rr, s_t2i + j * n_img, n_img, k_t2i, j, false, err);
             mf_progress_add(&pg, 1);
         }
         mf_progress_end(&pg);
