@@ -162,6 +162,13 @@ static enum mf_status load_temp(struct mf_losses *L, struct mf_err *err)
     return MF_OK;
 }
 
+float mf_losses_set_temp(struct mf_losses *L, float temp)
+{
+    if (L->has_temp && isfinite(temp))
+        L->temp = temp < TEMP_MIN ? TEMP_MIN : temp > TEMP_MAX ? TEMP_MAX : temp;
+    return L->temp;
+}
+
 enum mf_status mf_losses_create(const struct mf_model *m, const struct mf_losses_opts *o, struct mf_losses **out,
                                 struct mf_err *err)
 {

@@ -60,6 +60,11 @@ void mf_losses_free(struct mf_losses *L);
 /* The selected bits after defaulting (for messages). */
 unsigned mf_losses_selected(const struct mf_losses *L);
 
+/* Sets the temperature the next batches use (a fine-tuning step updated it), clamped to
+ * [0.001, 0.5] as the reference clamps in place. Ignored when the checkpoint has no 'temp'. Not
+ * thread-safe against concurrent mf_losses_batch calls on the same L. Returns the value in use. */
+float mf_losses_set_temp(struct mf_losses *L, float temp);
+
 /* One batch: images (B, 3, R, R), ids/mask (B, T) as tokenized. Resets the session arena, runs the
  * training forwards, and ACCUMULATES d(sum of the selected losses)/dθ into g (caller zeroes it).
  * batch_index seeds the ITM sampling together with the seed. neg_img/neg_txt (B) receive the ITM
