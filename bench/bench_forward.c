@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "core/common.h"
+#include "core/pool.h"
 #include "core/rng.h"
 #include "multiflow/model.h"
 #include "multiflow/safetensors.h"
@@ -303,34 +304,47 @@ static double flops_pair(const struct mf_model_info *mi, enum mode mode, double 
 /* ---- SGEMM peak ----------------------------------------------------------------------------- */
 
 /* Best GFLOP/s of y[M,Nc] = x[M,K] W[Nc,K]^T (the engine's GEMM) over the biggest model shapes. */
+/* The SGEMM peak at n_threads, the best of two ways to use the cores on the model's biggest GEMM
+ * shapes: (a) one cblas_sgemm with OpenBLAS's own n_threads threads, (b) n_threads single-threaded
+ * cblas_sgemm calls on row blocks run by our pool (how the engine runs its GEMMs, nn/linear.c).
+ * Best of 5 timed runs after a warm-up, per shape and way. */
 static double sgemm_peak(int64_t M, int n_threads, char *shape_out, size_t shape_len)
 {
     static const int64_t shapes[3][2] = {{3 * D, D}, {FF, D}, {D, FF}}; /* (Nc, K): qkv, fc1, fc2 */
     float *x = mf_malloc_aligned((size_t)M * FF * sizeof(float));
     float *w = mf_malloc_aligned((size_t)FF * FF * sizeof(float));
     float *y = mf_malloc_aligned((size_t)M * FF * sizeof(float));
-    if (!x || !w || !y)
+    struct mf_pool *pool = mf_pool_create(n_threads);
+    if (!x || !w || !y || !pool)
         die("out of memory for the SGEMM peak", NULL);
     for (int64_t i = 0; i < M * FF; i++)
         x[i] = (float)((i % 97) - 48) * 0.01f;
     for (int64_t i = 0; i < (int64_t)FF * FF; i++)
         w[i] = (float)((i % 89) - 44) * 0.001f;
     memset(y, 0, (size_t)M * FF * sizeof(float)); /* beta = 1 like the engine: no garbage or denormals */
-    mf_nn_set_blas_threads(n_threads);
     double best = 0;
-    for (int s = 0; s < 3; s++) {
-        int64_t Nc = shapes[s][0], K = shapes[s][1];
-        for (int r = 0; r < 6; r++) { /* first run warms caches and OpenBLAS's threads; best of 5 */
-            double t0 = mf_time_now();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)Nc, (int)K, 1.0f, x, (int)K, w, (int)K,
-                        1.0f, y, (int)Nc);
-            double g = 2.0 * (double)M * (double)Nc * (double)K / (mf_time_now() - t0) * 1e-9;
-            if (r > 0 && g > best) {
-                best = g;
-                snprintf(shape_out, shape_len, "M=%lld,N=%lld,K=%lld", (long long)M, (long long)Nc, (long long)K);
+    for (int way = 0; way < 2; way++) {
+        mf_nn_set_blas_threads(way == 0 ? n_threads : 1);
+        for (int s = 0; s < 3; s++) {
+            int64_t Nc = shapes[s][0], K = shapes[s][1];
+            for (int r = 0; r < 6; r++) { /* first run warms caches and threads; best of 5 */
+                double t0 = mf_time_now();
+                if (way == 0)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)Nc, (int)K, 1.0f, x, (int)K, w,
+                                (int)K, 1.0f, y, (int)Nc);
+                else
+                    mf_linear_forward(pool, y, x, K, w, NULL, M, K, Nc);
+                double g = 2.0 * (double)M * (double)Nc * (double)K / (mf_time_now() - t0) * 1e-9;
+                if (r > 0 && g > best) {
+                    best = g;
+                    snprintf(shape_out, shape_len, "M=%lld,N=%lld,K=%lld,%s", (long long)M, (long long)Nc,
+                             (long long)K, way == 0 ? "openblas-threads" : "pool-rows");
+                }
             }
         }
     }
+    mf_nn_set_blas_threads(1); /* the engine's setting */
+    mf_pool_free(pool);
     mf_free_aligned(x);
     mf_free_aligned(w);
     mf_free_aligned(y);
