@@ -71,6 +71,12 @@ void cli_common_finish(struct cli_common *c);
 /* Loads the model named by --model with the common options; prints the error and returns NULL. */
 struct mf_model *cli_load_model(const struct cli_common *c);
 
+/* The default branch of a verb's option switch: a common option, or an "unknown option" usage
+ * error. Returns 0 when handled, else the exit status (2). */
+int cli_common_or_usage(struct cli_common *c, int opt, const char *arg, const char *verb);
+/* Loads an annotation file (and applies --pairs); prints the error and returns NULL on failure. */
+struct mf_annotations *cli_load_annotations(const struct cli_common *c, const char *data, const char *root);
+
 /* Strict number parsing: the whole string, in [lo, hi]. Prints "--name: ..." on failure. */
 bool cli_parse_int(const char *name, const char *s, int64_t lo, int64_t hi, int64_t *out);
 bool cli_parse_double(const char *name, const char *s, double lo, double hi, double *out);
@@ -92,5 +98,6 @@ int verb_inspect(int argc, char **argv);
 int verb_score(int argc, char **argv);
 int verb_eval(int argc, char **argv);
 int verb_grad(int argc, char **argv);
+int verb_finetune(int argc, char **argv);
 
 #endif

@@ -1,0 +1,440 @@
+/*
+ * cli/verb_finetune.c: `multiflow finetune --task retrieval`: masked fine-tuning of a (pruned)
+ * checkpoint on image-caption pairs with BLIP's ITC+ITM losses and AdamW (models/train.h); logs the
+ * loss of every step and writes a checkpoint directory in the input's layout and dtypes (masked
+ * weights exactly 0), loadable by every other verb, atomically.
+ *
+ * Batches: each epoch is a permutation of the pairs drawn from (seed, epoch), cut into batches of
+ * --batch pairs; the last incomplete batch is dropped (BLIP's train loader: drop_last). --steps
+ * bounds the total; without it, --epochs passes (default 6, BLIP's retrieval_coco).
+ *
+ * Does not: momentum distillation, queue updates, image augmentation, positives shared by captions
+ * of the same image (BLIP's idx-based ITC targets), cosine schedules, resuming, the LM loss. The
+ * losses and where they deviate from BLIP: docs/internals/losses.md. Reference: salesforce/BLIP
+ * train_retrieval.py, configs/retrieval_coco.yaml.
+ */
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/common.h"
+#include "core/rng.h"
+#include "io/annotations.h"
+#include "io/fs.h"
+#include "models/grad.h"
+#include "models/losses.h"
+#include "models/train.h"
+#include "multiflow/eval.h"
+#include "multiflow/prune.h"
+#include "multiflow/safetensors.h"
+#include "prune/output.h"
+#include "prune/write_values.h"
+
+enum {
+    OPT_DATA = OPT_VERB_BASE, OPT_IMAGES, OPT_OUT, OPT_FORCE, OPT_MASKS, OPT_TASK, OPT_STEPS, OPT_EPOCHS, OPT_LR,
+    OPT_WD, OPT_WARMUP, OPT_CLIP, OPT_SEED, OPT_NEG, OPT_LOG
+};
+
+static const char help[] =
+    "usage: multiflow finetune --model PATH --data ANN --images ROOT --task retrieval --out DIR [options]\n"
+    "\n"
+    "Fine-tunes the vision tower, text encoder, ITC projections, ITM head and temperature with BLIP's\n"
+    "image-text contrastive + matching losses and AdamW, keeping the masks fixed (masked weights and\n"
+    "their optimiser state stay exactly 0). Logs the loss of every step on stderr (and --log), and\n"
+    "writes DIR: the checkpoint in the input's layout and dtypes, the masks, the input's other files,\n"
+    "and finetune.json (options and per-step losses). 'multiflow eval retrieval --model DIR' measures it.\n"
+    "\n"
+    "  --data ANN --images ROOT   image-caption pairs\n"
+    "  --task retrieval      the only task so far (ITC + ITM)\n"
+    "  --out DIR             output directory (must not exist unless --force)\n"
+    "  --force               replace DIR if it exists\n"
+    "  --masks FILE          masks.safetensors of a pruning run (default: the zeros of the checkpoint are\n"
+    "                        not enforced; every weight trains)\n"
+    "  --steps N             optimiser steps (default: --epochs passes over the data)\n"
+    "  --epochs E            passes over the data when --steps is not given (default 6)\n"
+    "  --lr X                peak learning rate (default 1e-5)\n"
+    "  --weight-decay X      decoupled AdamW weight decay (default 0.05)\n"
+    "  --warmup N            linear warm-up steps before the linear decay to 0 (default 0)\n"
+    "  --clip X              clip the global gradient norm to X (default 0 = off, as BLIP)\n"
+    "  --seed S              seed of the shuffling and the sampled ITM negatives (default 0)\n"
+    "  --itm-negatives sample|hardest   ITM hard negatives (default sample)\n"
+    "  --log FILE            also write one JSON line per step to FILE\n" CLI_COMMON_HELP;
+
+struct step_log {
+    double loss, itc, itm, lr, grad_norm, temp;
+};
+
+/* Fisher-Yates over 0..n-1 from (seed, epoch). */
+static void permute(int64_t *p, int64_t n, uint64_t seed, int64_t epoch)
+{
+    struct mf_rng r;
+    mf_rng_seed(&r, seed * 0x9E3779B97F4A7C15ull + (uint64_t)epoch + 1);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(mf_rng_u64(&r) % (uint64_t)(i + 1));
+        int64_t t = p[i];
+        p[i] = p[j];
+        p[j] = t;
+    }
+}
+
+static json_t *step_json(int64_t step, int64_t epoch, const struct step_log *l)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "step", json_integer(step));
+    json_object_set_new(o, "epoch", json_integer(epoch));
+    json_object_set_new(o, "lr", json_real(l->lr));
+    json_object_set_new(o, "loss", json_real(l->loss));
+    json_object_set_new(o, "itc", json_real(l->itc));
+    json_object_set_new(o, "itm", json_real(l->itm));
+    json_object_set_new(o, "grad_norm", json_real(l->grad_norm));
+    json_object_set_new(o, "temp", json_real(l->temp));
+    return o;
+}
+
+static double mean_of(const struct step_log *l, int64_t b, int64_t e)
+{
+    double s = 0;
+    for (int64_t i = b; i < e; i++)
+        s += l[i].loss;
+    return e > b ? s / (double)(e - b) : NAN;
+}
+
+int verb_finetune(int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+                                         {"data", required_argument, 0, OPT_DATA},
+                                         {"images", required_argument, 0, OPT_IMAGES},
+                                         {"out", required_argument, 0, OPT_OUT},
+                                         {"force", no_argument, 0, OPT_FORCE},
+                                         {"masks", required_argument, 0, OPT_MASKS},
+                                         {"task", required_argument, 0, OPT_TASK},
+                                         {"steps", required_argument, 0, OPT_STEPS},
+                                         {"epochs", required_argument, 0, OPT_EPOCHS},
+                                         {"lr", required_argument, 0, OPT_LR},
+                                         {"weight-decay", required_argument, 0, OPT_WD},
+                                         {"warmup", required_argument, 0, OPT_WARMUP},
+                                         {"clip", required_argument, 0, OPT_CLIP},
+                                         {"seed", required_argument, 0, OPT_SEED},
+                                         {"itm-negatives", required_argument, 0, OPT_NEG},
+                                         {"log", required_argument, 0, OPT_LOG},
+                                         {0, 0, 0, 0}};
+    struct cli_common c;
+    const char *data = NULL, *root = NULL, *out = NULL, *masks_path = NULL, *task = NULL, *log_path = NULL;
+    bool force = false;
+    int64_t steps = 0, epochs = 6, warmup = 0, v64;
+    uint64_t seed = 0;
+    struct mf_train_opts to = mf_train_opts_default();
+    struct mf_losses_opts lo = {MF_LOSS_ITC | MF_LOSS_ITM, MF_ITM_NEG_SAMPLE, 0};
+    struct mf_err err = {0};
+    cli_common_init(&c);
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (opt) {
+        case OPT_HELP: fputs(help, stdout); return 0;
+        case OPT_DATA: data = optarg; break;
+        case OPT_IMAGES: root = optarg; break;
+        case OPT_OUT: out = optarg; break;
+        case OPT_FORCE: force = true; break;
+        case OPT_MASKS: masks_path = optarg; break;
+        case OPT_TASK: task = optarg; break;
+        case OPT_LOG: log_path = optarg; break;
+        case OPT_STEPS:
+            if (!cli_parse_int("--steps", optarg, 1, INT64_C(1) << 40, &steps))
+                return 2;
+            break;
+        case OPT_EPOCHS:
+            if (!cli_parse_int("--epochs", optarg, 1, 1000000, &epochs))
+                return 2;
+            break;
+        case OPT_WARMUP:
+            if (!cli_parse_int("--warmup", optarg, 0, INT64_C(1) << 40, &warmup))
+                return 2;
+            break;
+        case OPT_SEED:
+            if (!cli_parse_int("--seed", optarg, 0, INT64_MAX, &v64))
+                return 2;
+            seed = (uint64_t)v64;
+            break;
+        case OPT_LR:
+            if (!cli_parse_double("--lr", optarg, 0, 1, &to.lr))
+                return 2;
+            break;
+        case OPT_WD:
+            if (!cli_parse_double("--weight-decay", optarg, 0, 1e3, &to.weight_decay))
+                return 2;
+            break;
+        case OPT_CLIP:
+            if (!cli_parse_double("--clip", optarg, 0, 1e30, &to.clip_norm))
+                return 2;
+            break;
+        case OPT_NEG:
+            if (strcmp(optarg, "sample") == 0)
+                lo.negatives = MF_ITM_NEG_SAMPLE;
+            else if (strcmp(optarg, "hardest") == 0)
+                lo.negatives = MF_ITM_NEG_HARDEST;
+            else
+                return cli_usage_error("finetune", "--itm-negatives: expected sample or hardest, got '%s'", optarg);
+            break;
+        default: {
+            int r = cli_common_option(&c, opt, optarg);
+            if (r < 0)
+                return 2;
+            if (r == 0)
+                return cli_usage_error("finetune", "unknown option");
+        }
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("finetune", "unexpected argument '%s'", argv[optind]);
+    if (!c.model || !data || !out || !task)
+        return cli_usage_error("finetune", "--model, --data, --task and --out are required");
+    if (strcmp(task, "retrieval") != 0)
+        return cli_usage_error("finetune", "--task: expected retrieval, got '%s'", task);
+    if (c.batch < 2)
+        return cli_usage_error("finetune", "--batch %d: the ITM loss needs at least 2 pairs per batch", c.batch);
+    if (mf_fs_exists(out) && !force)
+        return cli_error("%s: output directory exists (use --force to replace it)", out);
+    cli_common_finish(&c);
+    lo.seed = seed;
+
+    int rc = 1;
+    struct mf_annotations *ann = NULL;
+    struct mf_model *m = NULL;
+    struct mf_session *s = NULL;
+    struct mf_losses *L = NULL;
+    struct mf_trainer *tr = NULL;
+    struct mf_prune_set set = {0};
+    uint8_t **set_masks = NULL;
+    const uint8_t **masks = NULL; /* (n_tensors) by model index */
+    struct step_log *logs = NULL;
+    int64_t *perm = NULL;
+    float *images = NULL;
+    int32_t *ids = NULL, *mask = NULL;
+    struct mf_atomic_dir ad = {0};
+    bool ad_open = false;
+    struct mf_atomic_file lf = {0};
+    bool lf_open = false;
+    json_t *steps_json = NULL;
+
+    if (mf_annotations_load(data, root, &ann, &err) || (c.pairs > 0 && mf_annotations_truncate(ann, c.pairs, &err))) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    const int64_t B = c.batch, n_pairs = ann->n_pairs, T = c.max_tokens;
+    const int64_t per_epoch = n_pairs / B;
+    if (per_epoch < 1) {
+        cli_error("%s: %lld pairs, fewer than one batch of %lld", data, (long long)n_pairs, (long long)B);
+        goto done;
+    }
+    const int64_t total = steps > 0 ? steps : epochs * per_epoch;
+    if (warmup > total) {
+        cli_error("--warmup %lld is more than the %lld steps", (long long)warmup, (long long)total);
+        goto done;
+    }
+    to.total_steps = total;
+    to.warmup_steps = warmup;
+    if (!(m = cli_load_model(&c)))
+        goto done;
+    if (!mf_model_get_info(m)->has_itm || !mf_model_get_info(m)->has_itc) {
+        cli_error("%s: retrieval fine-tuning needs the ITC projections and the ITM head (an image-text "
+                  "retrieval checkpoint)", c.model);
+        goto done;
+    }
+    if (mf_losses_create(m, &lo, &L, &err) || mf_prune_set_init(m, NULL, &set, &err)) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    const size_t nt = mf_model_n_tensors(m);
+    if (!(masks = mf_calloc(nt ? nt : 1, sizeof *masks)) || !(set_masks = mf_calloc(set.n ? set.n : 1, sizeof *set_masks))) {
+        cli_error("out of memory");
+        goto done;
+    }
+    if (masks_path) {
+        for (size_t i = 0; i < set.n; i++)
+            if (!(set_masks[i] = mf_malloc((size_t)set.t[i].n))) {
+                cli_error("out of memory for the masks");
+                goto done;
+            }
+        if (mf_prune_read_masks(m, &set, masks_path, set_masks, &err)) {
+            cli_error("%s", err.msg);
+            goto done;
+        }
+        for (size_t i = 0; i < set.n; i++)
+            masks[set.t[i].model_index] = set_masks[i];
+    }
+    const int64_t R = mf_model_get_info(m)->vision.image_size;
+    images = malloc((size_t)(B * 3 * R * R) * sizeof(float));
+    ids = malloc((size_t)(B * T) * sizeof(int32_t));
+    mask = malloc((size_t)(B * T) * sizeof(int32_t));
+    perm = malloc((size_t)n_pairs * sizeof *perm);
+    logs = calloc((size_t)total, sizeof *logs);
+    if (!images || !ids || !mask || !perm || !logs) {
+        cli_error("out of memory for a batch of %lld pairs and %lld steps", (long long)B, (long long)total);
+        goto done;
+    }
+    if (mf_session_create(m, c.threads, &s, &err) || mf_trainer_create(m, masks, &to, &tr, &err)) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    mf_losses_set_temp(L, mf_trainer_temp(tr));
+    if (mf_atomic_dir_open(out, force, &ad, &err)) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    ad_open = true;
+    if (log_path) {
+        if (mf_atomic_open(log_path, &lf, &err)) {
+            cli_error("%s", err.msg);
+            goto done;
+        }
+        lf_open = true;
+    }
+    int64_t n_tr, n_w;
+    mf_trainer_counts(tr, &n_tr, &n_w);
+    if (!c.quiet)
+        fprintf(stderr, "multiflow: finetune %lld steps (%lld pairs, %lld batches of %lld per epoch), %lld tensors "
+                        "(%lld weights) trained, lr %g, weight decay %g\n",
+                (long long)total, (long long)n_pairs, (long long)per_epoch, (long long)B, (long long)n_tr,
+                (long long)n_w, to.lr, to.weight_decay);
+    steps_json = json_array();
+    const double t0 = mf_time_now();
+    for (int64_t st = 0; st < total; st++) {
+        const int64_t epoch = st / per_epoch, bi = st % per_epoch;
+        if (bi == 0)
+            permute(perm, n_pairs, seed, epoch);
+        for (int64_t b = 0; b < B; b++)
+            if (mf_pairs_batch(m, ann, perm[bi * B + b], 1, T, images + b * 3 * R * R, ids + b * T, mask + b * T,
+                               &err)) {
+                cli_error("step %lld: %s", (long long)(st + 1), err.msg);
+                goto done;
+            }
+        struct mf_loss_values v;
+        struct mf_train_step_info si;
+        if (mf_losses_batch(L, s, (uint64_t)st, images, ids, mask, B, T, mf_trainer_grads(tr), &v, NULL, NULL, &err) ||
+            mf_trainer_step(tr, s, v.d_temp, &si, &err)) {
+            cli_error("step %lld: %s", (long long)(st + 1), err.msg);
+            goto done;
+        }
+        mf_losses_set_temp(L, mf_trainer_temp(tr));
+        struct step_log *l = &logs[st];
+        *l = (struct step_log){v.total, v.itc, v.itm, si.lr, si.grad_norm, v.temp};
+        json_t *j = step_json(st + 1, epoch, l);
+        json_array_append(steps_json, j);
+        if (lf_open) {
+            json_dumpf(j, lf.f, JSON_COMPACT | JSON_REAL_PRECISION(9));
+            fputc('\n', lf.f);
+        }
+        json_decref(j);
+        if (!c.quiet)
+            fprintf(stderr, "step %lld/%lld  lr %.3e  loss %.6f  (itc %.6f itm %.6f)  |g| %.4g%s  temp %.5f\n",
+                    (long long)(st + 1), (long long)total, si.lr, v.total, v.itc, v.itm, si.grad_norm,
+                    si.clip_scale < 1 ? " clipped" : "", v.temp);
+    }
+    const double elapsed = mf_time_now() - t0;
+
+    /* output: checkpoint with the trained values, masks, side files, finetune.json */
+    char masks_out[MF_PATH_MAX], report[MF_PATH_MAX], buf_steps[32];
+    snprintf(buf_steps, sizeof buf_steps, "%lld", (long long)total);
+    const char *meta[] = {"multiflow_finetune", "retrieval (itc+itm), AdamW", "multiflow_finetune_steps", buf_steps};
+    if (mf_prune_write_values(m, mf_trainer_values(tr), masks, ad.tmp, meta, 2, &err) ||
+        mf_prune_copy_side_files(m, ad.tmp, &err)) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    if (masks_path && (!mf_fs_join(masks_out, sizeof masks_out, ad.tmp, "masks.safetensors") ||
+                       mf_prune_write_masks(&set, (const uint8_t *const *)set_masks, masks_out, NULL, 0, &err))) {
+        cli_error("%s", err.msg[0] ? err.msg : "output path too long");
+        goto done;
+    }
+    const int64_t k = MF_MIN(5, total);
+    const double first = mean_of(logs, 0, k), last = mean_of(logs, total - k, total);
+    json_t *rep = json_object();
+    json_object_set_new(rep, "task", json_string("retrieval"));
+    json_object_set_new(rep, "model", json_string(c.model));
+    json_object_set_new(rep, "masks", masks_path ? json_string(masks_path) : json_null());
+    json_object_set_new(rep, "pairs", json_integer(n_pairs));
+    json_object_set_new(rep, "batch", json_integer(B));
+    json_object_set_new(rep, "steps", json_integer(total));
+    json_object_set_new(rep, "lr", json_real(to.lr));
+    json_object_set_new(rep, "weight_decay", json_real(to.weight_decay));
+    json_object_set_new(rep, "warmup", json_integer(warmup));
+    json_object_set_new(rep, "clip", json_real(to.clip_norm));
+    json_object_set_new(rep, "seed", json_integer((json_int_t)seed));
+    json_object_set_new(rep, "itm_negatives", json_string(lo.negatives == MF_ITM_NEG_HARDEST ? "hardest" : "sample"));
+    json_object_set_new(rep, "trained_tensors", json_integer(n_tr));
+    json_object_set_new(rep, "trained_weights", json_integer(n_w));
+    json_object_set_new(rep, "seconds", json_real(elapsed));
+    json_object_set_new(rep, "pairs_per_second", json_real(elapsed > 0 ? (double)(total * B) / elapsed : 0));
+    json_object_set_new(rep, "loss_first5", json_real(first));
+    json_object_set_new(rep, "loss_last5", json_real(last));
+    json_object_set(rep, "log", steps_json);
+    int dump_rc = mf_fs_join(report, sizeof report, ad.tmp, "finetune.json")
+                      ? json_dump_file(rep, report, JSON_INDENT(1) | JSON_REAL_PRECISION(9))
+                      : -1;
+    json_decref(rep);
+    if (dump_rc != 0) {
+        cli_error("%s/finetune.json: cannot write", out);
+        goto done;
+    }
+    if (lf_open) {
+        lf_open = false;
+        if (mf_atomic_commit(&lf, &err)) {
+            cli_error("%s", err.msg);
+            goto done;
+        }
+    }
+    ad_open = false;
+    if (mf_atomic_dir_commit(&ad, &err)) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    if (c.json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "out", json_string(out));
+        json_object_set_new(o, "steps", json_integer(total));
+        json_object_set_new(o, "pairs_per_second", json_real(elapsed > 0 ? (double)(total * B) / elapsed : 0));
+        json_object_set_new(o, "loss_first5", json_real(first));
+        json_object_set_new(o, "loss_last5", json_real(last));
+        json_dumpf(o, stdout, JSON_COMPACT | JSON_REAL_PRECISION(8));
+        fputc('\n', stdout);
+        json_decref(o);
+    } else {
+        printf("%s: fine-tuned %lld steps of %lld pairs (%.2f pairs/s), mean loss of the first %lld steps %.6f, "
+               "of the last %lld %.6f\n",
+               out, (long long)total, (long long)B, elapsed > 0 ? (double)(total * B) / elapsed : 0, (long long)k,
+               first, (long long)k, last);
+    }
+    if (fflush(stdout) != 0) {
+        cli_error("cannot write to stdout");
+        goto done;
+    }
+    rc = 0;
+done:
+    if (lf_open)
+        mf_atomic_abort(&lf);
+    if (ad_open)
+        mf_atomic_dir_abort(&ad);
+    json_decref(steps_json);
+    free(images);
+    free(ids);
+    free(mask);
+    free(perm);
+    free(logs);
+    mf_trainer_free(tr);
+    mf_session_free(s);
+    for (size_t i = 0; set_masks && i < set.n; i++)
+        mf_free(set_masks[i]);
+    mf_free(set_masks);
+    mf_free(masks);
+    mf_prune_set_free(&set);
+    mf_losses_free(L);
+    mf_model_free(m);
+    mf_annotations_free(ann);
+    return rc;
+}
