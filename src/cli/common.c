@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "core/progress.h"
+#include "io/annotations.h"
 
 void cli_common_init(struct cli_common *c)
 {
@@ -159,4 +160,27 @@ struct mf_model *cli_load_model(const struct cli_common *c)
         return NULL;
     }
     return m;
+}
+
+int cli_common_or_usage(struct cli_common *c, int opt, const char *arg, const char *verb)
+{
+    int r = cli_common_option(c, opt, arg);
+    if (r < 0)
+        return 2;
+    if (r == 0)
+        return cli_usage_error(verb, "unknown option");
+    return 0;
+}
+
+struct mf_annotations *cli_load_annotations(const struct cli_common *c, const char *data, const char *root)
+{
+    struct mf_err err = {0};
+    struct mf_annotations *ann = NULL;
+    if (mf_annotations_load(data, root, &ann, &err) != MF_OK ||
+        (c->pairs > 0 && mf_annotations_truncate(ann, c->pairs, &err) != MF_OK)) {
+        cli_error("%s", err.msg);
+        mf_annotations_free(ann);
+        return NULL;
+    }
+    return ann;
 }

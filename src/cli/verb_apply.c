@@ -43,11 +43,9 @@ int verb_apply(int argc, char **argv)
         case OPT_OUT: out = optarg; break;
         case OPT_FORCE: force = true; break;
         default: {
-            int r = cli_common_option(&c, opt, optarg);
-            if (r < 0)
-                return 2;
-            if (r == 0)
-                return cli_usage_error("apply", "unknown option");
+            int rc = cli_common_or_usage(&c, opt, optarg, "apply");
+            if (rc)
+                return rc;
         }
         }
     }

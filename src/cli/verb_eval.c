@@ -54,11 +54,9 @@ int verb_eval(int argc, char **argv)
                 return 2;
             break;
         default: {
-            int r = cli_common_option(&c, opt, optarg);
-            if (r < 0)
-                return 2;
-            if (r == 0)
-                return cli_usage_error("eval retrieval", "unknown option");
+            int rc = cli_common_or_usage(&c, opt, optarg, "eval retrieval");
+            if (rc)
+                return rc;
         }
         }
     }
@@ -73,11 +71,8 @@ int verb_eval(int argc, char **argv)
     struct mf_annotations *ann = NULL;
     struct mf_model *m = NULL;
     struct mf_session *s = NULL;
-    if (mf_annotations_load(data, root, &ann, &err) != MF_OK ||
-        (c.pairs > 0 && mf_annotations_truncate(ann, c.pairs, &err) != MF_OK)) {
-        cli_error("%s", err.msg);
+    if (!(ann = cli_load_annotations(&c, data, root)))
         goto done;
-    }
     if (!(m = cli_load_model(&c)))
         goto done;
     if (mf_session_create(m, c.threads, &s, &err) != MF_OK) {

@@ -60,11 +60,9 @@ int verb_inspect(int argc, char **argv)
             list_tensors = true;
             continue;
         }
-        int r = cli_common_option(&c, opt, optarg);
-        if (r < 0)
-            return 2;
-        if (r == 0)
-            return cli_usage_error("inspect", "unknown option");
+        int rc = cli_common_or_usage(&c, opt, optarg, "inspect");
+        if (rc)
+            return rc;
     }
     if (optind < argc)
         return cli_usage_error("inspect", "unexpected argument '%s'", argv[optind]);

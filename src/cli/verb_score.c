@@ -78,11 +78,9 @@ int verb_score(int argc, char **argv)
         case OPT_DATA: data = optarg; break;
         case OPT_IMAGES: root = optarg; break;
         default: {
-            int r = cli_common_option(&c, opt, optarg);
-            if (r < 0)
-                return 2;
-            if (r == 0)
-                return cli_usage_error("score", "unknown option");
+            int rc = cli_common_or_usage(&c, opt, optarg, "score");
+            if (rc)
+                return rc;
         }
         }
     }
@@ -108,16 +106,8 @@ int verb_score(int argc, char **argv)
     json_t *lines = json_array();
 
     /* Read the annotations first: a bad data file is reported before the model is loaded. */
-    if (data) {
-        if (mf_annotations_load(data, root, &ann, &err) != MF_OK) {
-            cli_error("%s", err.msg);
-            goto done;
-        }
-        if (c.pairs > 0 && mf_annotations_truncate(ann, c.pairs, &err) != MF_OK) {
-            cli_error("%s", err.msg);
-            goto done;
-        }
-    }
+    if (data && !(ann = cli_load_annotations(&c, data, root)))
+        goto done;
     if (!(m = cli_load_model(&c)))
         goto done;
     const struct mf_model_info *info = mf_model_get_info(m);

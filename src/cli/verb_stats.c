@@ -51,11 +51,9 @@ int verb_stats(int argc, char **argv)
             merge_b = argv[optind++];
             break;
         default: {
-            int r = cli_common_option(&c, opt, optarg);
-            if (r < 0)
-                return 2;
-            if (r == 0)
-                return cli_usage_error("stats", "unknown option");
+            int rc = cli_common_or_usage(&c, opt, optarg, "stats");
+            if (rc)
+                return rc;
         }
         }
     }
@@ -80,10 +78,8 @@ int verb_stats(int argc, char **argv)
     struct mf_model *m = NULL;
     struct mf_session *s = NULL;
     struct mf_stats *stats = NULL;
-    if (mf_annotations_load(data, root, &ann, &err) || (c.pairs > 0 && mf_annotations_truncate(ann, c.pairs, &err))) {
-        cli_error("%s", err.msg);
+    if (!(ann = cli_load_annotations(&c, data, root)))
         goto done;
-    }
     if (!(m = cli_load_model(&c)))
         goto done;
     if (mf_session_create(m, c.threads, &s, &err) || mf_stats_create(m, &stats, &err) ||
