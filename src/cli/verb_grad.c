@@ -4,8 +4,9 @@
  * written as F32 safetensors under the weight names (atomically).
  *
  * Does not: write gradients of non-prunable tensors (embeddings, LayerNorms, biases, heads, temp),
- * shuffle or augment the data. Gradients accumulate over batches in one gradient block and are
- * divided by the number of batches at the end, as the reference's SNIP does with .grad
+ * shuffle or augment the data. The averaging is the library's gradient stream (prune/gradient.h,
+ * shared with the gradient-based pruners): gradients accumulate over batches in one gradient block
+ * and are divided by the number of batches at the end, as the reference's SNIP does with .grad
  * (FarinaMatteo/multiflow pruners/snip.py). The losses: docs/internals/losses.md.
  */
 #include <inttypes.h>
@@ -19,8 +20,7 @@
 #include "core/progress.h"
 #include "io/annotations.h"
 #include "io/fs.h"
-#include "models/grad.h"
-#include "models/losses.h"
+#include "prune/gradient.h"
 #include "multiflow/eval.h"
 #include "multiflow/safetensors.h"
 
@@ -115,11 +115,8 @@ int verb_grad(int argc, char **argv)
     struct mf_annotations *ann = NULL;
     struct mf_model *m = NULL;
     struct mf_session *s = NULL;
-    struct mf_losses *L = NULL;
-    struct mf_grads *g = NULL;
+    struct mf_grad_stream *gs = NULL;
     struct mf_st_writer *w = NULL;
-    float *images = NULL;
-    int32_t *ids = NULL, *mask = NULL;
     char buf[64], num[64];
 
     if (mf_annotations_load(data, root, &ann, &err) || (c.pairs > 0 && mf_annotations_truncate(ann, c.pairs, &err))) {
@@ -128,56 +125,20 @@ int verb_grad(int argc, char **argv)
     }
     if (!(m = cli_load_model(&c)))
         goto done;
-    if (mf_losses_create(m, &lo, &L, &err)) {
+    struct mf_grad_stream_opts so = {lo, c.batch, c.max_tokens, "grad"};
+    if (mf_session_create(m, c.threads, &s, &err) || mf_grad_stream_create(s, ann, &so, &gs, &err)) {
         cli_error("%s", err.msg);
         goto done;
     }
-    const unsigned sel = mf_losses_selected(L);
-    const int64_t Bmax = c.batch, n_pairs = ann->n_pairs, T = c.max_tokens;
-    const int64_t n_batches = (n_pairs + Bmax - 1) / Bmax;
-    if (n_pairs < 1) {
-        cli_error("%s: no image-caption pairs", data);
-        goto done;
-    }
-    if ((sel & MF_LOSS_ITM) && (Bmax < 2 || n_pairs % Bmax == 1)) {
-        cli_error("the ITM loss needs at least 2 pairs per batch (in-batch negatives), but %s", Bmax < 2
-                      ? "--batch is 1"
-                      : "the last batch has 1 pair: change --pairs or --batch");
-        goto done;
-    }
-    const int64_t R = mf_model_get_info(m)->vision.image_size;
-    images = malloc((size_t)(Bmax * 3 * R * R) * sizeof(float));
-    ids = malloc((size_t)(Bmax * T) * sizeof(int32_t));
-    mask = malloc((size_t)(Bmax * T) * sizeof(int32_t));
-    if (!images || !ids || !mask) {
-        cli_error("out of memory for a batch of %lld pairs", (long long)Bmax);
-        goto done;
-    }
-    if (mf_session_create(m, c.threads, &s, &err) || mf_grads_create(m, &g, &err)) {
+    const unsigned sel = mf_grad_stream_losses(gs);
+    const int64_t Bmax = c.batch, n_pairs = ann->n_pairs, n_batches = mf_grad_stream_batches(gs);
+    struct mf_loss_values mean;
+    if (mf_grad_stream_mean(gs, NULL, 0, &mean, &err)) {
         cli_error("%s", err.msg);
         goto done;
     }
-    mf_grads_zero(g);
-
-    double sum[3] = {0, 0, 0};
-    struct mf_progress pg;
-    mf_progress_begin(&pg, "grad", "pairs", n_pairs);
-    for (int64_t bi = 0; bi < n_batches; bi++) {
-        const int64_t p0 = bi * Bmax, B = MF_MIN(Bmax, n_pairs - p0);
-        struct mf_loss_values v;
-        if (mf_pairs_batch(m, ann, p0, B, T, images, ids, mask, &err) ||
-            mf_losses_batch(L, s, (uint64_t)bi, images, ids, mask, B, T, g, &v, NULL, NULL, &err)) {
-            mf_progress_end(&pg);
-            cli_error("batch %lld (pairs %lld-%lld): %s", (long long)bi, (long long)p0, (long long)(p0 + B - 1),
-                      err.msg);
-            goto done;
-        }
-        sum[0] += (sel & MF_LOSS_ITC) ? v.itc : 0;
-        sum[1] += (sel & MF_LOSS_ITM) ? v.itm : 0;
-        sum[2] += (sel & MF_LOSS_LM) ? v.lm : 0;
-        mf_progress_add(&pg, B);
-    }
-    mf_progress_end(&pg);
+    const struct mf_grads *g = mf_grad_stream_grads(gs);
+    const double sum[3] = {mean.itc, mean.itm, mean.lm}; /* means: printed as they are */
 
     /* mean over batches, prunable tensors only, model order */
     if (mf_st_writer_create(out, &w, &err)) {
@@ -185,7 +146,6 @@ int verb_grad(int argc, char **argv)
         goto done;
     }
     int64_t n_written = 0;
-    const float inv = (float)(1.0 / (double)n_batches);
     for (size_t i = 0; i < mf_model_n_tensors(m); i++) {
         const struct mf_model_tensor *t = mf_model_tensor_at(m, i);
         if (!t->prunable)
@@ -194,16 +154,6 @@ int verb_grad(int argc, char **argv)
         if (!gt) {
             cli_error("internal: prunable tensor '%s' has no gradient buffer", t->name);
             goto done;
-        }
-        int64_t n = 1;
-        for (int k = 0; k < t->ndim; k++)
-            n *= t->shape[k];
-        for (int64_t j = 0; j < n; j++) {
-            gt[j] *= inv;
-            if (!isfinite(gt[j])) {
-                cli_error("the gradient of '%s' is not finite at element %lld", t->name, (long long)j);
-                goto done;
-            }
         }
         if (mf_st_writer_add(w, t->name, MF_DTYPE_F32, t->ndim, t->shape, gt, &err)) {
             cli_error("%s", err.msg);
@@ -247,7 +197,7 @@ int verb_grad(int argc, char **argv)
         json_t *lv = json_object();
         for (int k = 0; k < 3; k++)
             if (sel & (1u << k))
-                json_object_set_new(lv, names[k], json_real(sum[k] / (double)n_batches));
+                json_object_set_new(lv, names[k], json_real(sum[k]));
         json_object_set_new(o, "mean_loss", lv);
         json_dumpf(o, stdout, JSON_COMPACT | JSON_REAL_PRECISION(8));
         fputc('\n', stdout);
@@ -257,7 +207,7 @@ int verb_grad(int argc, char **argv)
                (long long)n_written, (long long)n_pairs, (long long)n_batches, (long long)Bmax);
         for (int k = 0; k < 3; k++)
             if (sel & (1u << k))
-                printf(" %s %.6f", names[k], sum[k] / (double)n_batches);
+                printf(" %s %.6f", names[k], sum[k]);
         if (sel & MF_LOSS_ITM)
             printf(" (ITM negatives: %s)", neg);
         putchar('\n');
@@ -269,11 +219,7 @@ int verb_grad(int argc, char **argv)
     rc = 0;
 done:
     mf_st_writer_abort(w);
-    free(images);
-    free(ids);
-    free(mask);
-    mf_grads_free(g);
-    mf_losses_free(L);
+    mf_grad_stream_free(gs);
     mf_session_free(s);
     mf_model_free(m);
     mf_annotations_free(ann);

@@ -168,13 +168,13 @@ enum mf_status mf_bert_forward_train(struct mf_session *s, const struct mf_bert 
 static float *grad_of(const struct mf_grads *g, int i) { return i >= 0 ? mf_grads_tensor(g, (size_t)i) : NULL; }
 
 /* Linear backward whose input gradient is ADDED to dx_acc (tmp receives it first). */
-static void linear_back_add(struct mf_pool *pool, float *dx_acc, float *tmp, const struct mf_linear *lin,
+static void linear_back_add(const struct mf_session *s, float *dx_acc, float *tmp, const struct mf_linear *lin,
                             const struct mf_grads *g, const float *dy, const float *x, int64_t T)
 {
-    mf_linear_backward(pool, dx_acc ? tmp : NULL, grad_of(g, lin->wi), grad_of(g, lin->bi), dy, x, lin->in, lin->w, T,
-                       lin->in, lin->out);
+    mf_linear_backward(s->pool, dx_acc ? tmp : NULL, grad_of(g, lin->wi), grad_of(g, lin->bi), dy, x, lin->in,
+                       mf_session_linear_w(s, lin), T, lin->in, lin->out);
     if (dx_acc)
-        mf_add_forward(pool, dx_acc, dx_acc, tmp, T * lin->in);
+        mf_add_forward(s->pool, dx_acc, dx_acc, tmp, T * lin->in);
 }
 
 enum mf_status mf_bert_backward(struct mf_session *s, const struct mf_bert *bert, const struct mf_bert_acts *A,
@@ -205,17 +205,17 @@ enum mf_status mf_bert_backward(struct mf_session *s, const struct mf_bert *bert
         /* out = LN_f(xc + out(gelu(inter(xc)))) */
         mf_layernorm_backward(pool, dy, grad_of(g, Ly->ln_out.wi), grad_of(g, Ly->ln_out.bi), dx, La->yf,
                               Ly->ln_out.w, La->mean_f, La->rstd_f, BL, d);
-        mf_linear_backward(pool, dff, grad_of(g, Ly->out.wi), grad_of(g, Ly->out.bi), dy, La->ff, F, Ly->out.w, BL, F,
+        mf_linear_backward(pool, dff, grad_of(g, Ly->out.wi), grad_of(g, Ly->out.bi), dy, La->ff, F, mf_session_linear_w(s, &Ly->out), BL, F,
                            d);
         mf_gelu_backward(pool, dff, dff, La->ff_pre, BL * F);
         memcpy(dx, dy, (size_t)(BL * d) * sizeof(float)); /* residual */
-        linear_back_add(pool, dx, tmp, &Ly->inter, g, dff, La->xc, BL);
+        linear_back_add(s, dx, tmp, &Ly->inter, g, dff, La->xc, BL);
 
         /* xc = LN_c(xs + co(crossattn(cq(xs), ck(enc), cv(enc)))) */
         if (La->cq) {
             mf_layernorm_backward(pool, dy, grad_of(g, Ly->ln_cross.wi), grad_of(g, Ly->ln_cross.bi), dx, La->yc,
                                   Ly->ln_cross.w, La->mean_c, La->rstd_c, BL, d);
-            mf_linear_backward(pool, dc, grad_of(g, Ly->co.wi), grad_of(g, Ly->co.bi), dy, La->cctx, d, Ly->co.w, BL, d,
+            mf_linear_backward(pool, dc, grad_of(g, Ly->co.wi), grad_of(g, Ly->co.bi), dy, La->cctx, d, mf_session_linear_w(s, &Ly->co), BL, d,
                                d);
             memset(dq, 0, (size_t)(BL * d) * sizeof(float));
             memset(dk, 0, (size_t)(BNe * d) * sizeof(float));
@@ -223,24 +223,24 @@ enum mf_status mf_bert_backward(struct mf_session *s, const struct mf_bert *bert
             mf_attention_backward(pool, dq, dk, dv, dc, La->catt, La->cq, d, La->ck, d, La->cv, d, NULL, false, B, L,
                                   Ne, H, dh, scratch);
             memcpy(dx, dy, (size_t)(BL * d) * sizeof(float));
-            linear_back_add(pool, dx, tmp, &Ly->cq, g, dq, La->xs, BL);
-            linear_back_add(pool, d_enc, tmp, &Ly->ck, g, dk, A->enc, BNe);
-            linear_back_add(pool, d_enc, tmp, &Ly->cv, g, dv, A->enc, BNe);
+            linear_back_add(s, dx, tmp, &Ly->cq, g, dq, La->xs, BL);
+            linear_back_add(s, d_enc, tmp, &Ly->ck, g, dk, A->enc, BNe);
+            linear_back_add(s, d_enc, tmp, &Ly->cv, g, dv, A->enc, BNe);
         }
 
         /* xs = LN_s(x + o(selfattn(q(x), k(x), v(x)))) with the padding / causal mask */
         mf_layernorm_backward(pool, dy, grad_of(g, Ly->ln_attn.wi), grad_of(g, Ly->ln_attn.bi), dx, La->ys,
                               Ly->ln_attn.w, La->mean_s, La->rstd_s, BL, d);
-        mf_linear_backward(pool, dc, grad_of(g, Ly->o.wi), grad_of(g, Ly->o.bi), dy, La->ctx, d, Ly->o.w, BL, d, d);
+        mf_linear_backward(pool, dc, grad_of(g, Ly->o.wi), grad_of(g, Ly->o.bi), dy, La->ctx, d, mf_session_linear_w(s, &Ly->o), BL, d, d);
         memset(dq, 0, (size_t)(BL * d) * sizeof(float));
         memset(dk, 0, (size_t)(BL * d) * sizeof(float));
         memset(dv, 0, (size_t)(BL * d) * sizeof(float));
         mf_attention_backward(pool, dq, dk, dv, dc, La->att, La->q, d, La->k, d, La->v, d, A->mask, A->causal, B, L, L,
                               H, dh, scratch);
         memcpy(dx, dy, (size_t)(BL * d) * sizeof(float));
-        linear_back_add(pool, dx, tmp, &Ly->q, g, dq, La->x, BL);
-        linear_back_add(pool, dx, tmp, &Ly->k, g, dk, La->x, BL);
-        linear_back_add(pool, dx, tmp, &Ly->v, g, dv, La->x, BL);
+        linear_back_add(s, dx, tmp, &Ly->q, g, dq, La->x, BL);
+        linear_back_add(s, dx, tmp, &Ly->k, g, dk, La->x, BL);
+        linear_back_add(s, dx, tmp, &Ly->v, g, dv, La->x, BL);
     }
 
     /* Embeddings: x0 = LN_e(word[ids] + pos[t] (+ type[0])); rows scatter-add (repeated ids sum). */
