@@ -350,6 +350,13 @@ struct mf_grads *mf_trainer_grads(struct mf_trainer *tr) { return tr->g; }
 
 const float *const *mf_trainer_values(const struct mf_trainer *tr) { return (const float *const *)tr->val; }
 
+void mf_trainer_moments(const struct mf_trainer *tr, size_t i, const float **m1, const float **m2)
+{
+    const bool ok = i < tr->n && tr->val[i];
+    *m1 = ok ? tr->mom1[i] : NULL;
+    *m2 = ok ? tr->mom2[i] : NULL;
+}
+
 float mf_trainer_temp(const struct mf_trainer *tr)
 {
     return tr->temp_i >= 0 ? tr->val[tr->temp_i][0] : tr->temp_default;
@@ -395,7 +402,8 @@ struct adamw_args {
     int64_t n;
     float decay;     /* 1 - lr * weight_decay */
     float gscale;    /* clipping factor */
-    float b1, b2;
+    float b2;
+    float omb1, omb2; /* 1 - beta1, 1 - beta2 rounded from double (PyTorch passes them as scalars) */
     float step_size; /* lr / (1 - b1^t) */
     float bc2_sqrt;  /* sqrt(1 - b2^t) */
     float eps;
@@ -415,8 +423,8 @@ static void adamw_kernel(void *arg, int ith, int nth)
         }
         const float g = a->g[j] * a->gscale;
         float w = a->w[j] * a->decay;
-        const float m1 = a->m1[j] + (1.0f - a->b1) * (g - a->m1[j]);
-        const float m2 = a->m2[j] * a->b2 + (1.0f - a->b2) * g * g;
+        const float m1 = a->m1[j] + a->omb1 * (g - a->m1[j]);
+        const float m2 = a->m2[j] * a->b2 + a->omb2 * g * g;
         const float denom = sqrtf(m2) / a->bc2_sqrt + a->eps;
         w -= a->step_size * (m1 / denom);
         a->w[j] = w;
@@ -464,8 +472,9 @@ enum mf_status mf_trainer_step(struct mf_trainer *tr, struct mf_session *s, doub
     struct adamw_args aa = {
         .decay = (float)(1.0 - lr * o->weight_decay),
         .gscale = (float)scale,
-        .b1 = (float)o->beta1,
         .b2 = (float)o->beta2,
+        .omb1 = (float)(1.0 - o->beta1),
+        .omb2 = (float)(1.0 - o->beta2),
         .step_size = (float)(lr / (1.0 - pow(o->beta1, (double)t))),
         .bc2_sqrt = (float)sqrt(1.0 - pow(o->beta2, (double)t)),
         .eps = (float)o->eps,

@@ -98,6 +98,8 @@ enum mf_status mf_trainer_step(struct mf_trainer *tr, struct mf_session *s, doub
 /* Trained values per model tensor (n_tensors entries; NULL for tensors not trained), including the
  * 1-element 'temp'. Valid until mf_trainer_free. */
 const float *const *mf_trainer_values(const struct mf_trainer *tr);
+/* AdamW moments of model tensor i (numel floats each), NULL when it is not trained (for tests). */
+void mf_trainer_moments(const struct mf_trainer *tr, size_t i, const float **m1, const float **m2);
 /* Current temperature (the checkpoint's, updated and clamped; 0.07 when it has none). */
 float mf_trainer_temp(const struct mf_trainer *tr);
 /* Number of trained tensors and weights (temp included), for messages. */
