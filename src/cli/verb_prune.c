@@ -9,6 +9,11 @@
  *
  * Everything is written into a temporary sibling directory renamed over DIR at the end: a failed
  * run leaves DIR as it was.
+ *
+ * Gradient-based methods (snip, itersnip, tamt; prune/snip.c, prune/tamt.c) draw gradients of
+ * BLIP's pretraining losses from one calibration stream (prune/gradient.h) and are dispatched
+ * through grad_methods[]: one function per method, all taking struct grad_ctx. To add one, add
+ * its enum mf_gmethod value, a run_<name> function and a row.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -21,10 +26,13 @@
 #include "core/pool.h"
 #include "io/annotations.h"
 #include "io/fs.h"
+#include "prune/gprune.h"
+#include "prune/gradient.h"
 #include "prune/output.h"
 
 enum { OPT_METHOD = OPT_VERB_BASE, OPT_SPARSITY, OPT_OUT, OPT_DATA, OPT_IMAGES, OPT_SAVE_SCORES, OPT_SAVE_STATS,
-       OPT_STATS, OPT_SEED, OPT_FORCE };
+       OPT_STATS, OPT_SEED, OPT_FORCE, OPT_LOSS, OPT_NEG, OPT_ROUNDS, OPT_SCHEDULE, OPT_ROUND_BATCHES, OPT_STEPS,
+       OPT_EPOCHS };
 
 static const char help[] =
     "usage: multiflow prune --model PATH --method M[,M...] --sparsity S[,S...] --out DIR [options]\n"
@@ -33,7 +41,7 @@ static const char help[] =
     "in the input layout and dtype, masks.safetensors, report.json, the input's other files),\n"
     "DIR/summary.json and DIR/sparsity.svg.\n"
     "\n"
-    "  --method M[,M...]     multiflow, omp, lmp, l2, lamp, rand\n"
+    "  --method M[,M...]     multiflow, omp, lmp, l2, lamp, rand; gradient-based: snip, itersnip, tamt\n"
     "  --sparsity S[,S...]   fractions of the prunable weights to remove, as percent (63) or fraction\n"
     "                        (0.63); each in [0, 1)\n"
     "  --out DIR             output directory (must not exist unless --force)\n"
@@ -41,7 +49,15 @@ static const char help[] =
     "  --stats FILE          reuse calibration statistics (stats.safetensors) instead of --data\n"
     "  --save-stats          also write DIR/stats.safetensors\n"
     "  --save-scores         also write scores.safetensors (F32) in every run directory\n"
-    "  --seed S              seed of rand (default 0)\n"
+    "  --seed S              seed of rand and of the sampled ITM negatives (default 0)\n"
+    "gradient-based methods (need --data; gradients of BLIP's pretraining losses, as `grad`):\n"
+    "  --loss LIST           subset of itc,itm,lm (default: every loss the checkpoint has)\n"
+    "  --itm-negatives sample|hardest   ITM negatives (default sample)\n"
+    "  --rounds T            itersnip rounds (default 60, the reference's paper setting)\n"
+    "  --schedule exp|linear|const   itersnip sparsity schedule (default exp)\n"
+    "  --round-batches K     batches per itersnip round (default: one pass of the data split over the\n"
+    "                        rounds, at least 1); the stream continues and cycles across rounds\n"
+    "  --steps N | --epochs E   tamt AdamW steps, one batch each (default: one pass, --epochs 1)\n"
     "  --force               replace DIR if it exists\n" CLI_COMMON_HELP;
 
 /* "63" -> 0.63, "0.63" -> 0.63; values >= 1 are percent. */
@@ -69,6 +85,112 @@ static void run_name(char *buf, size_t n, const char *method, double s)
         snprintf(buf, n, "%s-%g", method, pct);
 }
 
+/* A method of the command line: a criterion (mf_method) or a gradient-based pruner (mf_gmethod). */
+struct method {
+    bool grad;
+    enum mf_method m;
+    enum mf_gmethod gm;
+};
+
+/* What every gradient-based method gets. scores: one (n_i) array per tensor (set order). */
+struct grad_ctx {
+    struct mf_pool *pool;
+    const struct mf_prune_set *set;
+    struct mf_grad_stream *gs;
+    struct mf_grad_source src;
+    struct mf_gprune_opts o;
+    float **scores;
+    bool snip_scored; /* snip: scores do not depend on the sparsity; computed once */
+    int64_t drawn;    /* batches the last scoring drew from the stream */
+};
+
+static enum mf_status run_snip(struct grad_ctx *x, double s, uint8_t *const *masks, struct mf_err *err)
+{
+    enum mf_status st;
+    if (!x->snip_scored) {
+        mf_grad_stream_rewind(x->gs);
+        if ((st = mf_snip_scores(x->set, &x->o, &x->src, x->scores, err)))
+            return st;
+        x->snip_scored = true;
+        x->drawn = mf_grad_stream_position(x->gs);
+    }
+    return mf_gprune_select_global(x->pool, x->set, (const float *const *)x->scores,
+                                   mf_gprune_count_at(s, x->set->total), masks, err);
+}
+
+/* itersnip and tamt depend on the sparsity: each run starts from the first batch, as the
+ * reference re-creates its data loader iterator per sparsity. */
+static enum mf_status run_itersnip(struct grad_ctx *x, double s, uint8_t *const *masks, struct mf_err *err)
+{
+    mf_grad_stream_rewind(x->gs);
+    enum mf_status st = mf_gprune_run(x->pool, MF_GMETHOD_ITERSNIP, x->set, s, &x->o, &x->src, x->scores, masks, err);
+    x->drawn = mf_grad_stream_position(x->gs);
+    return st;
+}
+
+static enum mf_status run_tamt(struct grad_ctx *x, double s, uint8_t *const *masks, struct mf_err *err)
+{
+    mf_grad_stream_rewind(x->gs);
+    enum mf_status st = mf_gprune_run(x->pool, MF_GMETHOD_TAMT, x->set, s, &x->o, &x->src, x->scores, masks, err);
+    x->drawn = mf_grad_stream_position(x->gs);
+    return st;
+}
+
+static enum mf_status (*const grad_methods[MF_GMETHOD_COUNT])(struct grad_ctx *, double, uint8_t *const *,
+                                                              struct mf_err *) = {
+    [MF_GMETHOD_SNIP] = run_snip, [MF_GMETHOD_ITERSNIP] = run_itersnip, [MF_GMETHOD_TAMT] = run_tamt};
+
+static const char *loss_list(unsigned bits, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s%s%s%s%s", (bits & MF_LOSS_ITC) ? "itc" : "",
+             (bits & MF_LOSS_ITC) && (bits & (MF_LOSS_ITM | MF_LOSS_LM)) ? "," : "", (bits & MF_LOSS_ITM) ? "itm" : "",
+             (bits & MF_LOSS_ITM) && (bits & MF_LOSS_LM) ? "," : "", (bits & MF_LOSS_LM) ? "lm" : "");
+    return buf;
+}
+
+/* report.json's "gradient" object: the settings of a gradient-based run and what to know about it. */
+static json_t *grad_report(const struct grad_ctx *x, enum mf_gmethod gm, const struct mf_losses_opts *lo,
+                           int64_t batch, int64_t drawn)
+{
+    char buf[32];
+    const struct mf_gprune_opts *o = &x->o;
+    json_t *r = json_object(), *notes = json_array();
+    json_object_set_new(r, "losses", json_string(loss_list(mf_grad_stream_losses(x->gs), buf, sizeof buf)));
+    json_object_set_new(r, "itm_negatives", json_string(lo->negatives == MF_ITM_NEG_HARDEST ? "hardest" : "sample"));
+    json_object_set_new(r, "seed", json_integer((json_int_t)lo->seed));
+    json_object_set_new(r, "batch", json_integer((json_int_t)batch));
+    json_object_set_new(r, "batches_per_pass", json_integer((json_int_t)x->src.pass_batches));
+    json_object_set_new(r, "batches_drawn", json_integer((json_int_t)drawn));
+    json_array_append_new(notes, json_string("gradient of the sum of the selected losses per batch, averaged over "
+                                             "batches of consecutive pairs in file order (as `multiflow grad`)"));
+    if (gm == MF_GMETHOD_SNIP) {
+        json_array_append_new(notes, json_string("score |g * w| / sum of all scores, global exact-k"));
+    } else if (gm == MF_GMETHOD_ITERSNIP) {
+        json_object_set_new(r, "rounds", json_integer((json_int_t)o->rounds));
+        json_object_set_new(r, "schedule", json_string(mf_schedule_name(o->schedule)));
+        json_object_set_new(r, "round_batches", json_integer((json_int_t)o->round_batches));
+        json_array_append_new(notes, json_string("each round recomputes |g * w| at the masked weights from the next "
+                                                 "batches of the stream (cycling); pruned weights stay pruned"));
+        if (o->schedule == MF_SCHEDULE_LINEAR)
+            json_array_append_new(notes, json_string("linear schedule s*t/T (the reference's s+(1-s)*t/T ends at 100 %)"));
+    } else if (gm == MF_GMETHOD_TAMT) {
+        json_object_set_new(r, "steps", json_integer((json_int_t)o->steps));
+        json_object_set_new(r, "optimizer", json_pack("{s:s,s:f,s:s,s:f,s:[f,f],s:f}", "name", "AdamW", "lr", o->lr,
+                                                      "lr_schedule", "linear decay to 0, no warm-up", "weight_decay",
+                                                      o->weight_decay, "betas", o->beta1, o->beta2, "eps", o->eps));
+        json_object_set_new(r, "init_alpha", json_real(o->alpha));
+        json_array_append_new(notes, json_string("mask scores start at 2*tau where layer-wise magnitude pruning keeps "
+                                                 "the weight and at 0 elsewhere; scores at 0 stay 0 (no gradient "
+                                                 "through |score| at 0), so TAMT only re-ranks the weights layer-wise "
+                                                 "magnitude keeps"));
+        json_array_append_new(notes, json_string("straight-through binarisation at the current global threshold with "
+                                                 "exactly k masked per step (the reference's <= threshold masks every "
+                                                 "prunable weight at step 1, when all kept scores tie at 2*tau)"));
+    }
+    json_object_set_new(r, "notes", notes);
+    return r;
+}
+
 int verb_prune(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS,
@@ -82,15 +204,28 @@ int verb_prune(int argc, char **argv)
                                          {"stats", required_argument, 0, OPT_STATS},
                                          {"seed", required_argument, 0, OPT_SEED},
                                          {"force", no_argument, 0, OPT_FORCE},
+                                         {"loss", required_argument, 0, OPT_LOSS},
+                                         {"itm-negatives", required_argument, 0, OPT_NEG},
+                                         {"rounds", required_argument, 0, OPT_ROUNDS},
+                                         {"schedule", required_argument, 0, OPT_SCHEDULE},
+                                         {"round-batches", required_argument, 0, OPT_ROUND_BATCHES},
+                                         {"steps", required_argument, 0, OPT_STEPS},
+                                         {"epochs", required_argument, 0, OPT_EPOCHS},
                                          {0, 0, 0, 0}};
     struct cli_common c;
     const char *out = NULL, *data = NULL, *root = NULL, *stats_file = NULL;
     char *method_arg = NULL, *sparsity_arg = NULL;
     bool save_scores = false, save_stats = false, force = false;
     int64_t seed = 0;
-    enum mf_method methods[MF_METHOD_COUNT];
+    struct method methods[MF_METHOD_COUNT + MF_GMETHOD_COUNT];
     double sparsities[32];
     size_t n_methods = 0, n_sp = 0;
+    struct mf_losses_opts lo = {0, MF_ITM_NEG_SAMPLE, 0};
+    struct mf_gprune_opts go;
+    mf_gprune_opts_default(&go);
+    int64_t epochs = 0;
+    bool rounds_set = false, schedule_set = false, rb_set = false, steps_set = false;
+    struct mf_err aerr = {0};
     cli_common_init(&c);
     int opt;
     optind = 1;
@@ -108,6 +243,43 @@ int verb_prune(int argc, char **argv)
         case OPT_FORCE: force = true; break;
         case OPT_SEED:
             if (!cli_parse_int("seed", optarg, 0, INT64_MAX, &seed))
+                return 2;
+            lo.seed = (uint64_t)seed;
+            break;
+        case OPT_LOSS:
+            if (mf_losses_parse(optarg, &lo.losses, &aerr) != MF_OK)
+                return cli_usage_error("prune", "%s", aerr.msg);
+            break;
+        case OPT_NEG:
+            if (strcmp(optarg, "sample") == 0)
+                lo.negatives = MF_ITM_NEG_SAMPLE;
+            else if (strcmp(optarg, "hardest") == 0)
+                lo.negatives = MF_ITM_NEG_HARDEST;
+            else
+                return cli_usage_error("prune", "--itm-negatives: expected sample or hardest, got '%s'", optarg);
+            break;
+        case OPT_ROUNDS:
+            if (!cli_parse_int("rounds", optarg, 1, 100000, &go.rounds))
+                return 2;
+            rounds_set = true;
+            break;
+        case OPT_SCHEDULE:
+            if (!mf_schedule_parse(optarg, &go.schedule))
+                return cli_usage_error("prune", "--schedule: expected exp, linear or const, got '%s'", optarg);
+            schedule_set = true;
+            break;
+        case OPT_ROUND_BATCHES:
+            if (!cli_parse_int("round-batches", optarg, 1, 100000000, &go.round_batches))
+                return 2;
+            rb_set = true;
+            break;
+        case OPT_STEPS:
+            if (!cli_parse_int("steps", optarg, 1, 100000000, &go.steps))
+                return 2;
+            steps_set = true;
+            break;
+        case OPT_EPOCHS:
+            if (!cli_parse_int("epochs", optarg, 1, 100000, &epochs))
                 return 2;
             break;
         default: {
@@ -127,16 +299,29 @@ int verb_prune(int argc, char **argv)
     /* Validate every argument before any work. */
     char buf[512];
     snprintf(buf, sizeof buf, "%s", method_arg);
-    bool needs_data = false;
+    bool needs_data = false, needs_stats = false, any_grad = false, has_iter = false, has_tamt = false;
+    const char *grad_name = NULL;
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        enum mf_method mm;
-        if (!mf_method_parse(tok, &mm))
-            return cli_usage_error("prune", "unknown method '%s' (methods: multiflow, omp, lmp, l2, lamp, rand)", tok);
+        struct method mm = {false, MF_METHOD_OMP, MF_GMETHOD_SNIP};
+        if (mf_gmethod_parse(tok, &mm.gm))
+            mm.grad = true;
+        else if (!mf_method_parse(tok, &mm.m))
+            return cli_usage_error("prune",
+                                   "unknown method '%s' (methods: multiflow, omp, lmp, l2, lamp, rand, snip, itersnip, tamt)",
+                                   tok);
         for (size_t i = 0; i < n_methods; i++)
-            if (methods[i] == mm)
+            if (methods[i].grad == mm.grad && (mm.grad ? methods[i].gm == mm.gm : methods[i].m == mm.m))
                 return cli_usage_error("prune", "method '%s' given twice", tok);
+        if (n_methods == MF_ARRAY_LEN(methods))
+            return cli_usage_error("prune", "too many methods");
         methods[n_methods++] = mm;
-        needs_data |= mf_method_needs_data(mm);
+        needs_data |= mm.grad || mf_method_needs_data(mm.m);
+        needs_stats |= !mm.grad && mf_method_needs_data(mm.m);
+        if (mm.grad && !grad_name)
+            grad_name = mf_gmethod_name(mm.gm);
+        any_grad |= mm.grad;
+        has_iter |= mm.grad && mm.gm == MF_GMETHOD_ITERSNIP;
+        has_tamt |= mm.grad && mm.gm == MF_GMETHOD_TAMT;
     }
     snprintf(buf, sizeof buf, "%s", sparsity_arg);
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
@@ -148,9 +333,20 @@ int verb_prune(int argc, char **argv)
     }
     if (n_methods == 0 || n_sp == 0)
         return cli_usage_error("prune", "--method and --sparsity need at least one value");
+    if (any_grad && !data)
+        return cli_usage_error("prune",
+                               "method %s needs calibration data: give --data ANN --images ROOT (it differentiates the "
+                               "pretraining losses on image-caption pairs; --stats is not enough)",
+                               grad_name);
     if (needs_data && !data && !stats_file)
         return cli_usage_error("prune",
                                "method multiflow needs calibration data: give --data ANN --images ROOT (or --stats FILE)");
+    if ((rounds_set || schedule_set || rb_set) && !has_iter)
+        return cli_usage_error("prune", "--rounds, --schedule and --round-batches apply to itersnip only");
+    if ((steps_set || epochs) && !has_tamt)
+        return cli_usage_error("prune", "--steps and --epochs apply to tamt only");
+    if (steps_set && epochs)
+        return cli_usage_error("prune", "--steps and --epochs are exclusive");
     if (data && stats_file)
         return cli_usage_error("prune", "--data and --stats are exclusive");
     if (save_stats && !data && !stats_file)
@@ -166,6 +362,9 @@ int verb_prune(int argc, char **argv)
     struct mf_annotations *ann = NULL;
     struct mf_stats *stats = NULL;
     struct mf_pool *pool = NULL;
+    struct mf_grad_stream *gs = NULL;
+    struct grad_ctx gx;
+    memset(&gx, 0, sizeof gx);
     struct mf_prune_set set = {0};
     struct mf_atomic_dir ad = {0};
     bool ad_open = false;
@@ -198,7 +397,7 @@ int verb_prune(int argc, char **argv)
         snprintf(stats_desc, sizeof stats_desc, "stats file %s", stats_file);
         stats_source = stats_desc;
         t_calib = mf_time_now() - t0;
-    } else if (data) {
+    } else if (data && (needs_stats || save_stats)) {
         t0 = mf_time_now();
         if (mf_session_create(m, c.threads, &s, &err) || mf_stats_create(m, &stats, &err) ||
             mf_stats_collect(s, ann, c.batch, c.max_tokens, stats, &err)) {
@@ -217,6 +416,22 @@ int verb_prune(int argc, char **argv)
         goto done;
     }
     ad_open = true;
+    if (any_grad) {
+        struct mf_grad_stream_opts so = {lo, c.batch, c.max_tokens, c.quiet ? NULL : "gradients"};
+        if ((!s && mf_session_create(m, c.threads, &s, &err)) || mf_grad_stream_create(s, ann, &so, &gs, &err) ||
+            mf_grad_stream_source(gs, &set, &gx.src, &err)) {
+            cli_error("%s", err.msg);
+            goto done;
+        }
+        gx.pool = pool;
+        gx.set = &set;
+        gx.gs = gs;
+        gx.o = go;
+        if (!rb_set) /* one pass of the data split over the rounds, as 60 x 50 = SNIP's 3000 batches */
+            gx.o.round_batches = MF_MAX(1, gx.src.pass_batches / gx.o.rounds);
+        gx.o.steps = steps_set ? go.steps : (epochs ? epochs : 1) * gx.src.pass_batches;
+    }
+    const bool keep_scores = save_scores || any_grad;
     scores = mf_calloc(set.n, sizeof *scores);
     masks = mf_calloc(set.n, sizeof *masks);
     if (!scores || !masks) {
@@ -225,9 +440,9 @@ int verb_prune(int argc, char **argv)
     }
     for (size_t i = 0; i < set.n; i++) {
         /* one float per weight only to write scores.safetensors: masks are computed without them */
-        scores[i] = save_scores ? mf_malloc((size_t)set.t[i].n * sizeof(float)) : NULL;
+        scores[i] = keep_scores ? mf_malloc((size_t)set.t[i].n * sizeof(float)) : NULL;
         masks[i] = mf_malloc((size_t)set.t[i].n);
-        if ((save_scores && !scores[i]) || !masks[i]) {
+        if ((keep_scores && !scores[i]) || !masks[i]) {
             cli_error("out of memory for the scores of %lld weights", (long long)set.total);
             goto done;
         }
@@ -240,10 +455,12 @@ int verb_prune(int argc, char **argv)
             goto done;
         }
     }
+    gx.scores = scores;
     for (size_t mi = 0; mi < n_methods; mi++) {
-        const char *mname = mf_method_name(methods[mi]);
+        const struct method *me = &methods[mi];
+        const char *mname = me->grad ? mf_gmethod_name(me->gm) : mf_method_name(me->m);
         t0 = mf_time_now();
-        if (save_scores && mf_prune_scores(pool, methods[mi], &set, (uint64_t)seed, scores, &err)) {
+        if (!me->grad && save_scores && mf_prune_scores(pool, me->m, &set, (uint64_t)seed, scores, &err)) {
             cli_error("%s", err.msg);
             goto done;
         }
@@ -256,21 +473,30 @@ int verb_prune(int argc, char **argv)
             if (!c.quiet)
                 fprintf(stderr, "multiflow: %s\n", run->name);
             t0 = mf_time_now();
-            if (mf_prune_compute_masks(pool, methods[mi], &set, sparsities[si], (uint64_t)seed, masks, &err)) {
-                cli_error("%s", err.msg);
+            bool rescored = me->grad && !(me->gm == MF_GMETHOD_SNIP && gx.snip_scored);
+            if (me->grad ? grad_methods[me->gm](&gx, sparsities[si], masks, &err)
+                         : mf_prune_compute_masks(pool, me->m, &set, sparsities[si], (uint64_t)seed, masks, &err)) {
+                cli_error("%s: %s", run->name, err.msg);
                 goto done;
             }
             double t_select = mf_time_now() - t0;
+            if (me->grad && rescored) { /* gradients and scoring: the score phase of this run */
+                t_score = t_select;
+                t_select = 0;
+            }
+
             char dir[MF_PATH_MAX];
             mf_fs_join(dir, sizeof dir, ad.tmp, run->name);
             if (mkdir(dir, 0777) != 0) {
                 cli_error("%s: cannot create: %s", dir, strerror(errno));
                 goto done;
             }
+            const bool uses_stats = !me->grad && mf_method_needs_data(me->m);
             struct cli_report_info ri = {mname, sparsities[si], (uint64_t)seed,
-                                         mf_method_needs_data(methods[mi]) ? stats_source : NULL,
-                                         stats ? mf_stats_pairs(stats) : 0, &c, t_load,
-                                         mf_method_needs_data(methods[mi]) ? t_calib : 0, t_score, t_select};
+                                         me->grad ? "gradients of the pretraining losses"
+                                                  : (uses_stats ? stats_source : NULL),
+                                         me->grad ? ann->n_pairs : (stats ? mf_stats_pairs(stats) : 0), &c, t_load,
+                                         uses_stats ? t_calib : 0, t_score, t_select};
             void *report = NULL;
             if (cli_write_run(m, &set, masks, dir, &ri, run, &report, &err)) {
                 mf_free(run->tensor_sparsity);
@@ -278,6 +504,18 @@ int verb_prune(int argc, char **argv)
                 goto done;
             }
             n_runs++;
+            if (me->grad) {
+                /* the gradient settings and notes, then report.json again with them */
+                json_object_set_new((json_t *)report, "gradient",
+                                    grad_report(&gx, me->gm, &lo, c.batch, gx.drawn));
+                char rpath[MF_PATH_MAX];
+                mf_fs_join(rpath, sizeof rpath, dir, "report.json");
+                if (cli_write_json(rpath, report, &err)) {
+                    json_decref(report);
+                    cli_error("%s", err.msg);
+                    goto done;
+                }
+            }
             if (save_scores) {
                 char path[MF_PATH_MAX];
                 mf_fs_join(path, sizeof path, dir, "scores.safetensors");
@@ -323,6 +561,7 @@ done:
     mf_free(scores);
     mf_free(masks);
     json_decref(summary);
+    mf_grad_stream_free(gs);
     mf_prune_set_free(&set);
     mf_pool_free(pool);
     mf_stats_free(stats);
