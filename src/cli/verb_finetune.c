@@ -145,32 +145,32 @@ int verb_finetune(int argc, char **argv)
         case OPT_TASK: task = optarg; break;
         case OPT_LOG: log_path = optarg; break;
         case OPT_STEPS:
-            if (!cli_parse_int("--steps", optarg, 1, INT64_C(1) << 40, &steps))
+            if (!cli_parse_int("steps", optarg, 1, INT64_C(1) << 40, &steps))
                 return 2;
             break;
         case OPT_EPOCHS:
-            if (!cli_parse_int("--epochs", optarg, 1, 1000000, &epochs))
+            if (!cli_parse_int("epochs", optarg, 1, 1000000, &epochs))
                 return 2;
             break;
         case OPT_WARMUP:
-            if (!cli_parse_int("--warmup", optarg, 0, INT64_C(1) << 40, &warmup))
+            if (!cli_parse_int("warmup", optarg, 0, INT64_C(1) << 40, &warmup))
                 return 2;
             break;
         case OPT_SEED:
-            if (!cli_parse_int("--seed", optarg, 0, INT64_MAX, &v64))
+            if (!cli_parse_int("seed", optarg, 0, INT64_MAX, &v64))
                 return 2;
             seed = (uint64_t)v64;
             break;
         case OPT_LR:
-            if (!cli_parse_double("--lr", optarg, 0, 1, &to.lr))
+            if (!cli_parse_double("lr", optarg, 0, 1, &to.lr))
                 return 2;
             break;
         case OPT_WD:
-            if (!cli_parse_double("--weight-decay", optarg, 0, 1e3, &to.weight_decay))
+            if (!cli_parse_double("weight-decay", optarg, 0, 1e3, &to.weight_decay))
                 return 2;
             break;
         case OPT_CLIP:
-            if (!cli_parse_double("--clip", optarg, 0, 1e30, &to.clip_norm))
+            if (!cli_parse_double("clip", optarg, 0, 1e30, &to.clip_norm))
                 return 2;
             break;
         case OPT_NEG:
@@ -347,8 +347,9 @@ int verb_finetune(int argc, char **argv)
         cli_error("%s", err.msg);
         goto done;
     }
+    /* the masks file as given (it was validated against the model): byte-identical, metadata kept */
     if (masks_path && (!mf_fs_join(masks_out, sizeof masks_out, ad.tmp, "masks.safetensors") ||
-                       mf_prune_write_masks(&set, (const uint8_t *const *)set_masks, masks_out, NULL, 0, &err))) {
+                       mf_fs_copy_file(masks_path, masks_out, &err))) {
         cli_error("%s", err.msg[0] ? err.msg : "output path too long");
         goto done;
     }
