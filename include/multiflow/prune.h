@@ -113,6 +113,8 @@ enum mf_gmethod {
     MF_GMETHOD_SNIP = 0,
     MF_GMETHOD_ITERSNIP = 1,
     MF_GMETHOD_TAMT = 2,
+    MF_GMETHOD_CHITA = 3,   /* mf_chita_run, not mf_gprune_run */
+    MF_GMETHOD_CHITAPP = 4, /* chita++ */
     MF_GMETHOD_COUNT
 };
 const char *mf_gmethod_name(enum mf_gmethod m);
@@ -246,6 +248,16 @@ enum mf_status mf_chita_solve(struct mf_pool *pool, const struct mf_prune_set *s
                               const struct mf_chita_rows *rows, const uint8_t *const *prev, double sparsity,
                               const struct mf_chita_opts *o, uint8_t *const *masks, float *const *w_new,
                               struct mf_chita_info *info, struct mf_err *err);
+
+/* The whole pruner: `rounds` rounds (1 = chita; T > 1 = chita++, round t pruning to
+ * mf_schedule_sparsity(MF_SCHEDULE_EXP, s, t, T)); each round draws round_batches gradient rows
+ * (one batch each: src->mean_grad over 1 batch, at the current masked, updated weights from round
+ * 2 on, masked by the current mask) into a row file in tmp_dir and solves. masks/w_new as in
+ * mf_chita_solve; info is the last round's. */
+enum mf_status mf_chita_run(struct mf_pool *pool, const struct mf_prune_set *set, double sparsity, int64_t rounds,
+                            int64_t round_batches, const char *tmp_dir, const struct mf_chita_opts *o,
+                            const struct mf_grad_source *src, uint8_t *const *masks, float *const *w_new,
+                            struct mf_chita_info *info, struct mf_err *err);
 
 #ifdef __cplusplus
 }

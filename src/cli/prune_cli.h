@@ -26,6 +26,7 @@ struct cli_report_info {
     int64_t calib_pairs;
     const struct cli_common *common;
     double t_load, t_calib, t_score, t_select;
+    const float *const *values; /* set order: new weights to write (chita), NULL = the input's */
 };
 enum mf_status cli_write_run(const struct mf_model *m, const struct mf_prune_set *set, uint8_t *const *masks,
                              const char *dir, const struct cli_report_info *ri, struct cli_run *run, void **report,

@@ -10,6 +10,7 @@
 #include "cli/prune_cli.h"
 #include "io/fs.h"
 #include "prune/output.h"
+#include "prune/write_values.h"
 
 static enum mf_status write_json(const char *path, json_t *root, struct mf_err *err)
 {
@@ -49,7 +50,21 @@ enum mf_status cli_write_run(const struct mf_model *m, const struct mf_prune_set
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)ri->seed);
     const char *meta[] = {"multiflow.method", ri->method, "multiflow.sparsity", sp, "multiflow.seed", seed};
     char path[MF_PATH_MAX];
-    if ((st = mf_prune_write_checkpoint(m, by_index, dir, meta, 3, err)))
+    if (ri->values) { /* updated weights (chita): written in the stored dtype, tied copies follow */
+        const float **vals = mf_calloc(nt, sizeof *vals);
+        if (!vals) {
+            st = mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < set->n; i++)
+            vals[set->t[i].model_index] = ri->values[i];
+        st = mf_prune_write_values(m, vals, by_index, dir, meta, 3, err);
+        mf_free(vals);
+        if (!st)
+            st = mf_prune_copy_side_files(m, dir, err);
+        if (st)
+            goto done;
+    } else if ((st = mf_prune_write_checkpoint(m, by_index, dir, meta, 3, err)))
         goto done;
     mf_fs_join(path, sizeof path, dir, "masks.safetensors");
     if ((st = mf_prune_write_masks(set, (const uint8_t *const *)masks, path, meta, 3, err)))

@@ -92,7 +92,7 @@ int verb_apply(int argc, char **argv)
         for (int64_t j = 0; j < set.t[i].n; j++)
             pruned += masks[i][j] == 0;
     snprintf(run.name, sizeof run.name, "apply");
-    struct cli_report_info ri = {"apply", (double)pruned / (double)set.total, 0, NULL, 0, &c, t_load, 0, 0, 0};
+    struct cli_report_info ri = {"apply", (double)pruned / (double)set.total, 0, NULL, 0, &c, t_load, 0, 0, 0, NULL};
     void *report = NULL;
     if (cli_write_run(m, &set, masks, ad.tmp, &ri, &run, &report, &err) || mf_atomic_dir_commit(&ad, &err)) {
         json_decref(report);

@@ -32,7 +32,7 @@
 
 enum { OPT_METHOD = OPT_VERB_BASE, OPT_SPARSITY, OPT_OUT, OPT_DATA, OPT_IMAGES, OPT_SAVE_SCORES, OPT_SAVE_STATS,
        OPT_STATS, OPT_SEED, OPT_FORCE, OPT_LOSS, OPT_NEG, OPT_ROUNDS, OPT_SCHEDULE, OPT_ROUND_BATCHES, OPT_STEPS,
-       OPT_EPOCHS };
+       OPT_EPOCHS, OPT_LAMBDA, OPT_TMP };
 
 static const char help[] =
     "usage: multiflow prune --model PATH --method M[,M...] --sparsity S[,S...] --out DIR [options]\n"
@@ -41,7 +41,8 @@ static const char help[] =
     "in the input layout and dtype, masks.safetensors, report.json, the input's other files),\n"
     "DIR/summary.json and DIR/sparsity.svg.\n"
     "\n"
-    "  --method M[,M...]     multiflow, omp, lmp, l2, lamp, rand; gradient-based: snip, itersnip, tamt\n"
+    "  --method M[,M...]     multiflow, omp, lmp, l2, lamp, rand; gradient-based: snip, itersnip, tamt,\n"
+    "                        chita, chita++\n"
     "  --sparsity S[,S...]   fractions of the prunable weights to remove, as percent (63) or fraction\n"
     "                        (0.63); each in [0, 1)\n"
     "  --out DIR             output directory (must not exist unless --force)\n"
@@ -58,6 +59,11 @@ static const char help[] =
     "  --round-batches K     batches per itersnip round (default: one pass of the data split over the\n"
     "                        rounds, at least 1); the stream continues and cycles across rounds\n"
     "  --steps N | --epochs E   tamt AdamW steps, one batch each (default: one pass, --epochs 1)\n"
+    "  chita, chita++: one gradient row per batch (--round-batches rows per round; chita default: one\n"
+    "                  pass; chita++ default: one pass split over --rounds, default 5, exp schedule),\n"
+    "                  updated surviving weights written into the checkpoint\n"
+    "  --lambda X            chita ridge penalty (default 1e-5, the reference's)\n"
+    "  --tmp DIR             where chita's gradient-row file goes (default $TMPDIR or /tmp)\n"
     "  --force               replace DIR if it exists\n" CLI_COMMON_HELP;
 
 /* "63" -> 0.63, "0.63" -> 0.63; values >= 1 are percent. */
@@ -102,6 +108,12 @@ struct grad_ctx {
     float **scores;
     bool snip_scored; /* snip: scores do not depend on the sparsity; computed once */
     int64_t drawn;    /* batches the last scoring drew from the stream */
+    /* chita / chita++ */
+    float **w_new;            /* (set order) updated weights of the last chita run, or NULL */
+    struct mf_chita_opts co;
+    int64_t chita_rounds, chita_rows; /* chita++ rounds; rows per round (0 = default) */
+    const char *tmp;
+    struct mf_chita_info ci;
 };
 
 static enum mf_status run_snip(struct grad_ctx *x, double s, uint8_t *const *masks, struct mf_err *err)
@@ -136,9 +148,43 @@ static enum mf_status run_tamt(struct grad_ctx *x, double s, uint8_t *const *mas
     return st;
 }
 
+/* chita, chita++: gradient rows through a temporary file, weights updated (x->w_new). */
+static enum mf_status run_chita_rounds(struct grad_ctx *x, int64_t rounds, double s, uint8_t *const *masks,
+                                       struct mf_err *err)
+{
+    if (!x->w_new) {
+        x->w_new = mf_calloc(x->set->n, sizeof *x->w_new);
+        for (size_t i = 0; x->w_new && i < x->set->n; i++)
+            if (!(x->w_new[i] = mf_malloc((size_t)x->set->t[i].n * sizeof(float))))
+                return mf_err_set(err, MF_ERR_NOMEM, "out of memory for the updated weights");
+        if (!x->w_new)
+            return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    }
+    int64_t rows = x->chita_rows ? x->chita_rows : MF_MAX(1, x->src.pass_batches / rounds);
+    mf_grad_stream_rewind(x->gs);
+    enum mf_status st = mf_chita_run(x->pool, x->set, s, rounds, rows, x->tmp, &x->co, &x->src, masks, x->w_new,
+                                     &x->ci, err);
+    x->drawn = mf_grad_stream_position(x->gs);
+    for (size_t i = 0; !st && i < x->set->n; i++) /* scores.safetensors: |updated weight| */
+        for (int64_t j = 0; j < x->set->t[i].n; j++)
+            x->scores[i][j] = fabsf(x->w_new[i][j]);
+    return st;
+}
+
+static enum mf_status run_chita(struct grad_ctx *x, double s, uint8_t *const *masks, struct mf_err *err)
+{
+    return run_chita_rounds(x, 1, s, masks, err);
+}
+
+static enum mf_status run_chitapp(struct grad_ctx *x, double s, uint8_t *const *masks, struct mf_err *err)
+{
+    return run_chita_rounds(x, x->chita_rounds, s, masks, err);
+}
+
 static enum mf_status (*const grad_methods[MF_GMETHOD_COUNT])(struct grad_ctx *, double, uint8_t *const *,
                                                               struct mf_err *) = {
-    [MF_GMETHOD_SNIP] = run_snip, [MF_GMETHOD_ITERSNIP] = run_itersnip, [MF_GMETHOD_TAMT] = run_tamt};
+    [MF_GMETHOD_SNIP] = run_snip, [MF_GMETHOD_ITERSNIP] = run_itersnip, [MF_GMETHOD_TAMT] = run_tamt,
+    [MF_GMETHOD_CHITA] = run_chita, [MF_GMETHOD_CHITAPP] = run_chitapp};
 
 static const char *loss_list(unsigned bits, char *buf, size_t n)
 {
@@ -187,6 +233,26 @@ static json_t *grad_report(const struct grad_ctx *x, enum mf_gmethod gm, const s
                                                  "exactly k masked per step (the reference's <= threshold masks every "
                                                  "prunable weight at step 1, when all kept scores tie at 2*tau)"));
     }
+    if (gm == MF_GMETHOD_CHITA || gm == MF_GMETHOD_CHITAPP) {
+        const struct mf_chita_info *ci = &x->ci;
+        json_object_set_new(r, "lambda", json_real(x->co.lambda));
+        json_object_set_new(r, "block", json_integer((json_int_t)x->co.block));
+        json_object_set_new(r, "rounds", json_integer(gm == MF_GMETHOD_CHITA ? 1 : (json_int_t)x->chita_rounds));
+        json_object_set_new(r, "schedule", json_string("exp"));
+        json_object_set_new(r, "global_step", json_pack("{s:i,s:f}", "branch", ci->branch, "step", ci->step));
+        json_object_set_new(r, "row_file", json_pack("{s:I,s:I,s:I}", "windows", (json_int_t)ci->windows, "passes",
+                                                     (json_int_t)ci->passes, "max_mapped_bytes",
+                                                     (json_int_t)ci->max_mapped));
+        json_array_append_new(notes, json_string("CHITA as the reference runs it (Heuristic_LSBlock, split_type 1): one "
+                                                 "gradient row per batch, alpha = row sum / batch size, lam2 = rows * "
+                                                 "lambda / 2; a global IHT step fixes each block's survivor count, "
+                                                 "then per block prune_ls and the ridge solve update the survivors"));
+        json_array_append_new(notes, json_string("float64 solve (the reference runs float32); exact-k with the "
+                                                 "position tie rule; the checkpoint holds the updated weights "
+                                                 "(tied decoder copies take them, momentum copies keep their values, "
+                                                 "masked)"));
+        json_array_append_new(notes, json_string("scores.safetensors (with --save-scores) holds |updated weight|"));
+    }
     json_object_set_new(r, "notes", notes);
     return r;
 }
@@ -211,6 +277,8 @@ int verb_prune(int argc, char **argv)
                                          {"round-batches", required_argument, 0, OPT_ROUND_BATCHES},
                                          {"steps", required_argument, 0, OPT_STEPS},
                                          {"epochs", required_argument, 0, OPT_EPOCHS},
+                                         {"lambda", required_argument, 0, OPT_LAMBDA},
+                                         {"tmp", required_argument, 0, OPT_TMP},
                                          {0, 0, 0, 0}};
     struct cli_common c;
     const char *out = NULL, *data = NULL, *root = NULL, *stats_file = NULL;
@@ -224,6 +292,10 @@ int verb_prune(int argc, char **argv)
     struct mf_gprune_opts go;
     mf_gprune_opts_default(&go);
     int64_t epochs = 0;
+    struct mf_chita_opts co;
+    mf_chita_opts_default(&co);
+    const char *tmp_dir = NULL;
+    bool lambda_set = false;
     bool rounds_set = false, schedule_set = false, rb_set = false, steps_set = false;
     struct mf_err aerr = {0};
     cli_common_init(&c);
@@ -278,6 +350,12 @@ int verb_prune(int argc, char **argv)
                 return 2;
             steps_set = true;
             break;
+        case OPT_LAMBDA:
+            if (!cli_parse_double("lambda", optarg, 1e-300, 1e300, &co.lambda))
+                return 2;
+            lambda_set = true;
+            break;
+        case OPT_TMP: tmp_dir = optarg; break;
         case OPT_EPOCHS:
             if (!cli_parse_int("epochs", optarg, 1, 100000, &epochs))
                 return 2;
@@ -300,6 +378,7 @@ int verb_prune(int argc, char **argv)
     char buf[512];
     snprintf(buf, sizeof buf, "%s", method_arg);
     bool needs_data = false, needs_stats = false, any_grad = false, has_iter = false, has_tamt = false;
+    bool has_chita = false, has_chitapp = false;
     const char *grad_name = NULL;
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         struct method mm = {false, MF_METHOD_OMP, MF_GMETHOD_SNIP};
@@ -322,6 +401,8 @@ int verb_prune(int argc, char **argv)
         any_grad |= mm.grad;
         has_iter |= mm.grad && mm.gm == MF_GMETHOD_ITERSNIP;
         has_tamt |= mm.grad && mm.gm == MF_GMETHOD_TAMT;
+        has_chita |= mm.grad && (mm.gm == MF_GMETHOD_CHITA || mm.gm == MF_GMETHOD_CHITAPP);
+        has_chitapp |= mm.grad && mm.gm == MF_GMETHOD_CHITAPP;
     }
     snprintf(buf, sizeof buf, "%s", sparsity_arg);
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
@@ -341,8 +422,14 @@ int verb_prune(int argc, char **argv)
     if (needs_data && !data && !stats_file)
         return cli_usage_error("prune",
                                "method multiflow needs calibration data: give --data ANN --images ROOT (or --stats FILE)");
-    if ((rounds_set || schedule_set || rb_set) && !has_iter)
-        return cli_usage_error("prune", "--rounds, --schedule and --round-batches apply to itersnip only");
+    if (schedule_set && !has_iter)
+        return cli_usage_error("prune", "--schedule applies to itersnip only (chita++ uses exp, as the reference)");
+    if ((rounds_set || rb_set) && !has_iter && !has_chita)
+        return cli_usage_error("prune", "--rounds and --round-batches apply to itersnip, chita and chita++ only");
+    if (rounds_set && has_chita && !has_chitapp && !has_iter)
+        return cli_usage_error("prune", "--rounds applies to chita++ (chita is one round)");
+    if ((lambda_set || tmp_dir) && !has_chita)
+        return cli_usage_error("prune", "--lambda and --tmp apply to chita and chita++ only");
     if ((steps_set || epochs) && !has_tamt)
         return cli_usage_error("prune", "--steps and --epochs apply to tamt only");
     if (steps_set && epochs)
@@ -370,7 +457,7 @@ int verb_prune(int argc, char **argv)
     bool ad_open = false;
     float **scores = NULL;
     uint8_t **masks = NULL;
-    struct cli_run runs[MF_METHOD_COUNT * 32];
+    struct cli_run runs[(MF_METHOD_COUNT + MF_GMETHOD_COUNT) * 32];
     size_t n_runs = 0;
     json_t *summary = json_object(), *summary_runs = json_array();
     json_object_set_new(summary, "model", json_string(c.model));
@@ -430,6 +517,11 @@ int verb_prune(int argc, char **argv)
         if (!rb_set) /* one pass of the data split over the rounds, as 60 x 50 = SNIP's 3000 batches */
             gx.o.round_batches = MF_MAX(1, gx.src.pass_batches / gx.o.rounds);
         gx.o.steps = steps_set ? go.steps : (epochs ? epochs : 1) * gx.src.pass_batches;
+        gx.co = co;
+        gx.co.batch_size = (double)c.batch; /* the reference's fisher_mini_bsz: pairs in a batch */
+        gx.chita_rounds = rounds_set ? go.rounds : 5;
+        gx.chita_rows = rb_set ? go.round_batches : 0;
+        gx.tmp = tmp_dir;
     }
     const bool keep_scores = save_scores || any_grad;
     scores = mf_calloc(set.n, sizeof *scores);
@@ -496,7 +588,9 @@ int verb_prune(int argc, char **argv)
                                          me->grad ? "gradients of the pretraining losses"
                                                   : (uses_stats ? stats_source : NULL),
                                          me->grad ? ann->n_pairs : (stats ? mf_stats_pairs(stats) : 0), &c, t_load,
-                                         uses_stats ? t_calib : 0, t_score, t_select};
+                                         uses_stats ? t_calib : 0, t_score, t_select, NULL};
+            if (me->grad && (me->gm == MF_GMETHOD_CHITA || me->gm == MF_GMETHOD_CHITAPP))
+                ri.values = (const float *const *)gx.w_new;
             void *report = NULL;
             if (cli_write_run(m, &set, masks, dir, &ri, run, &report, &err)) {
                 mf_free(run->tensor_sparsity);
@@ -562,6 +656,9 @@ done:
     mf_free(masks);
     json_decref(summary);
     mf_grad_stream_free(gs);
+    for (size_t i = 0; gx.w_new && i < set.n; i++)
+        mf_free(gx.w_new[i]);
+    mf_free(gx.w_new);
     mf_prune_set_free(&set);
     mf_pool_free(pool);
     mf_stats_free(stats);

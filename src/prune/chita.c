@@ -1004,3 +1004,51 @@ fail:
     mf_free(wv);
     return st;
 }
+
+enum mf_status mf_chita_run(struct mf_pool *pool, const struct mf_prune_set *set, double sparsity, int64_t rounds,
+                            int64_t round_batches, const char *tmp_dir, const struct mf_chita_opts *o,
+                            const struct mf_grad_source *src, uint8_t *const *masks, float *const *w_new,
+                            struct mf_chita_info *info, struct mf_err *err)
+{
+    enum mf_status st = MF_OK;
+    struct mf_chita_rows *rows = NULL;
+    uint8_t *prev_block = NULL;
+    uint8_t **prev = NULL;
+    const float **g = NULL;
+    if (rounds < 1 || round_batches < 1 || !src || !src->mean_grad)
+        return mf_err_set(err, MF_ERR_ARG, "chita: %lld rounds of %lld batches (both must be >= 1) or no gradients",
+                          (long long)rounds, (long long)round_batches);
+    g = mf_calloc(set->n, sizeof *g);
+    prev = mf_calloc(set->n, sizeof *prev);
+    prev_block = rounds > 1 ? mf_malloc((size_t)set->total) : NULL;
+    if (!g || !prev || (rounds > 1 && !prev_block)) {
+        st = mf_err_set(err, MF_ERR_NOMEM, "chita: out of memory");
+        goto fail;
+    }
+    for (size_t i = 0, off = 0; i < set->n; off += (size_t)set->t[i].n, i++)
+        prev[i] = prev_block ? prev_block + off : NULL;
+    for (int64_t r = 1; r <= rounds && !st; r++) {
+        const bool later = r > 1; /* weights: the set's, then the last round's updated ones (masked) */
+        double s_r = rounds == 1 ? sparsity : mf_schedule_sparsity(MF_SCHEDULE_EXP, sparsity, r, rounds);
+        if (later)
+            for (size_t i = 0; i < set->n; i++)
+                memcpy(prev[i], masks[i], (size_t)set->t[i].n);
+        if ((st = mf_chita_rows_create(tmp_dir, round_batches, set->total, &rows, err)))
+            break;
+        for (int64_t b = 0; b < round_batches && !st; b++) {
+            if ((st = src->mean_grad(src->ud, later ? (const float *const *)w_new : NULL, 1, g, err)))
+                break;
+            st = mf_chita_rows_put(rows, b, set, g, later ? (const uint8_t *const *)prev : NULL, err);
+        }
+        if (!st)
+            st = mf_chita_solve(pool, set, later ? (const float *const *)w_new : NULL, rows,
+                                later ? (const uint8_t *const *)prev : NULL, s_r, o, masks, w_new, info, err);
+        mf_chita_rows_free(rows);
+        rows = NULL;
+    }
+fail:
+    mf_free(prev_block);
+    mf_free(prev);
+    mf_free(g);
+    return st;
+}

@@ -21,7 +21,8 @@
 #include "prune/gprune.h"
 
 static const char *const gmethod_names[MF_GMETHOD_COUNT] = {
-    [MF_GMETHOD_SNIP] = "snip", [MF_GMETHOD_ITERSNIP] = "itersnip", [MF_GMETHOD_TAMT] = "tamt"};
+    [MF_GMETHOD_SNIP] = "snip", [MF_GMETHOD_ITERSNIP] = "itersnip", [MF_GMETHOD_TAMT] = "tamt",
+    [MF_GMETHOD_CHITA] = "chita", [MF_GMETHOD_CHITAPP] = "chita++"};
 
 const char *mf_gmethod_name(enum mf_gmethod m)
 {
