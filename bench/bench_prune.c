@@ -7,7 +7,8 @@
  * scaled per tensor and random calibration statistics, then for each thread count and each method
  * times mf_prune_compute_masks (scoring + exact-k selection) at --sparsity, checks that the achieved
  * count is exactly floor(s * n) per scope (global; per tensor for lmp; per modality for multiflow),
- * and prints "RESULT method threads total_s exact rss_mb" lines plus ru_maxrss. Run one method per
+ * and prints "RESULT method threads total_s exact rss_mb masks" lines (masks: an FNV-1a hash of every
+ * mask byte, to compare two builds) plus ru_maxrss. Run one method per
  * process (run_prune.sh does) so that the peak RSS is that method's alone. Tensor list:
  *   vision  12 x {qkv 2304x768, proj 768x768, fc1 3072x768, fc2 768x3072}
  *   text    12 x {4 self 768x768, 4 cross 768x768, fc1 3072x768, fc2 768x3072}
@@ -82,6 +83,16 @@ static double peak_rss_mb(void)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* FNV-1a over every mask byte in selection order: compares runs (e.g. before/after a change). */
+static uint64_t mask_hash(const struct mf_prune_set *set, uint8_t *const *masks)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < set->n; i++)
+        for (int64_t j = 0; j < set->t[i].n; j++)
+            h = (h ^ masks[i][j]) * 1099511628211ull;
+    return h;
 }
 
 static int64_t floor_k(double s, int64_t n) { return (int64_t)floorl((long double)s * (long double)n); }
@@ -225,8 +236,8 @@ int main(int argc, char **argv)
             double c = mf_time_now();
             int bad = check_counts(m, &set, masks, s);
             failures += bad;
-            printf("RESULT %-9s threads=%d total_s=%.3f exact=%s rss_mb=%.0f\n", tok, threads[ti], c - a,
-                   bad ? "NO" : "yes", peak_rss_mb());
+            printf("RESULT %-9s threads=%d total_s=%.3f exact=%s rss_mb=%.0f masks=%016llx\n", tok, threads[ti],
+                   c - a, bad ? "NO" : "yes", peak_rss_mb(), (unsigned long long)mask_hash(&set, masks));
             fflush(stdout);
         }
         mf_pool_free(pool);

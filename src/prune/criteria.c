@@ -20,7 +20,8 @@
  * performs the same double additions in the same order, so both give the same bits.
  *
  * Threads: elementwise work is split in fixed blocks, reductions are per block (l2) or per row and
- * per column in index order (multiflow), lamp runs one tensor per thread; so every score has the
+ * per column in index order (multiflow: one row-major pass per tensor, one tensor per thread), lamp
+ * runs one tensor per thread; so every score has the
  * same bits for any thread count. It does not select or mask (select.c) nor collect statistics
  * (stats.c). Deviation (pruning.md): the reference's LAMP gives tied magnitudes different scores in
  * the order its unstable sort picks; here they share one. The reference computes in float32.
@@ -208,43 +209,71 @@ fail:
     return rc;
 }
 
-/* ---- MULTIFLOW o and p: one tensor at a time, rows / columns split over threads ----------- */
-
-enum mfp_phase { MFP_ROWS, MFP_COLS };
+/* ---- MULTIFLOW o and p: one pass per tensor, tensors spread over threads ------------------- */
 
 struct mflow {
-    const float *w;      /* (out, in) */
-    int64_t out, in;
-    const double *act;   /* (in) a_j */
-    double *o;           /* (out) */
-    double *p;           /* (in) */
-    enum mfp_phase phase;
+    const struct mf_prune_set *set;
+    const double *act;      /* (sum of in) a_j of every tensor, set order */
+    const int64_t *act_off; /* (n) offset of tensor t's a_j in act */
+    struct mf_score_gen *g;
+    atomic_size_t next;
 };
+
+/* o_i = sum_j |W_ij| a_j / in and p_j = sum_i |W_ij| a_j / out of one tensor in one row-major pass:
+ * each o_i adds in j order and each p_j in i order, so the bits do not depend on who computes them.
+ * Four rows at a time give four independent o chains (the sums themselves stay sequential). */
+static void mflow_tensor(const float *w, int64_t out, int64_t in, const double *a, double *o, double *p)
+{
+    for (int64_t j = 0; j < in; j++)
+        p[j] = 0;
+    int64_t i = 0;
+    for (; i + 4 <= out; i += 4) {
+        const float *r0 = w + i * in, *r1 = r0 + in, *r2 = r1 + in, *r3 = r2 + in;
+        double c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+        for (int64_t j = 0; j < in; j++) {
+            double v0 = fabs((double)r0[j]) * a[j], v1 = fabs((double)r1[j]) * a[j];
+            double v2 = fabs((double)r2[j]) * a[j], v3 = fabs((double)r3[j]) * a[j];
+            c0 += v0;
+            c1 += v1;
+            c2 += v2;
+            c3 += v3;
+            double q = p[j];
+            q += v0;
+            q += v1;
+            q += v2;
+            q += v3;
+            p[j] = q;
+        }
+        o[i] = c0 / (double)in;
+        o[i + 1] = c1 / (double)in;
+        o[i + 2] = c2 / (double)in;
+        o[i + 3] = c3 / (double)in;
+    }
+    for (; i < out; i++) {
+        const float *row = w + i * in;
+        double acc = 0;
+        for (int64_t j = 0; j < in; j++) {
+            double v = fabs((double)row[j]) * a[j];
+            acc += v;
+            p[j] += v;
+        }
+        o[i] = acc / (double)in;
+    }
+    for (int64_t j = 0; j < in; j++)
+        p[j] /= (double)out;
+}
 
 static void mflow_kernel(void *arg, int ith, int nth)
 {
+    (void)ith;
+    (void)nth;
     struct mflow *m = arg;
-    int64_t b, e;
-    if (m->phase == MFP_COLS) {
-        mf_split_range(m->in, ith, nth, &b, &e);
-        for (int64_t j = b; j < e; j++)
-            m->p[j] = 0;
-        for (int64_t i = 0; i < m->out; i++) {
-            const float *row = m->w + i * m->in;
-            for (int64_t j = b; j < e; j++)
-                m->p[j] += fabs((double)row[j]) * m->act[j];
-        }
-        for (int64_t j = b; j < e; j++)
-            m->p[j] /= (double)m->out;
-        return;
-    }
-    mf_split_range(m->out, ith, nth, &b, &e);
-    for (int64_t i = b; i < e; i++) {
-        const float *row = m->w + i * m->in;
-        double acc = 0;
-        for (int64_t j = 0; j < m->in; j++)
-            acc += fabs((double)row[j]) * m->act[j];
-        m->o[i] = acc / (double)m->in;
+    for (;;) {
+        size_t t = atomic_fetch_add(&m->next, 1);
+        if (t >= m->set->n)
+            break;
+        const struct mf_prune_tensor *pt = &m->set->t[t];
+        mflow_tensor(pt->w, pt->out, pt->in, m->act + m->act_off[t], m->g->o[t], m->g->p[t]);
     }
 }
 
@@ -252,8 +281,9 @@ static enum mf_status mflow_state(struct mf_pool *pool, const struct mf_prune_se
                                   struct mf_err *err)
 {
     enum mf_status rc = MF_OK;
-    int64_t max_in = 1, sum_op = 0;
+    int64_t sum_in = 0, sum_op = 0;
     double *act = NULL;
+    int64_t *act_off = NULL;
     for (size_t t = 0; t < set->n; t++) {
         const struct mf_prune_tensor *pt = &set->t[t];
         if (!pt->sumsq || !(pt->count > 0))
@@ -263,20 +293,22 @@ static enum mf_status mflow_state(struct mf_pool *pool, const struct mf_prune_se
         if (!isfinite(pt->count))
             return mf_err_set(err, MF_ERR_NUMERIC, "multiflow: tensor '%s' has a non-finite sequence count",
                               pt->name);
-        max_in = MF_MAX(max_in, pt->in);
+        sum_in += pt->in;
         sum_op += pt->out + pt->in; /* each <= 2^32 elements: no overflow for any real set */
     }
-    act = mf_malloc((size_t)max_in * sizeof *act);
+    act = mf_malloc((size_t)MF_MAX(sum_in, 1) * sizeof *act);
+    act_off = mf_malloc((set->n ? set->n : 1) * sizeof *act_off);
     g->o = mf_calloc(set->n ? set->n : 1, sizeof *g->o);
     g->p = mf_calloc(set->n ? set->n : 1, sizeof *g->p);
     g->op = mf_malloc((size_t)MF_MAX(sum_op, 1) * sizeof *g->op);
-    if (!act || !g->o || !g->p || !g->op) {
+    if (!act || !act_off || !g->o || !g->p || !g->op) {
         rc = mf_err_set(err, MF_ERR_NOMEM, "multiflow: out of memory for %lld-element o/p vectors", (long long)sum_op);
         goto fail;
     }
-    double *q = g->op;
+    double *q = g->op, *ap = act;
     for (size_t t = 0; t < set->n; t++) {
         const struct mf_prune_tensor *pt = &set->t[t];
+        act_off[t] = ap - act;
         for (int64_t j = 0; j < pt->in; j++) {
             double sj = pt->sumsq[j];
             if (!(sj >= 0) || !isfinite(sj)) {
@@ -285,18 +317,18 @@ static enum mf_status mflow_state(struct mf_pool *pool, const struct mf_prune_se
                                 pt->name, sj, (long long)j);
                 goto fail;
             }
-            act[j] = sqrt(sj / pt->count);
+            ap[j] = sqrt(sj / pt->count);
         }
+        ap += pt->in;
         g->o[t] = q;
         g->p[t] = q + pt->out;
         q += pt->out + pt->in;
-        struct mflow m = {.w = pt->w, .out = pt->out, .in = pt->in, .act = act, .o = g->o[t], .p = g->p[t]};
-        m.phase = MFP_ROWS;
-        mf_pool_run(pool, mflow_kernel, &m);
-        m.phase = MFP_COLS;
-        mf_pool_run(pool, mflow_kernel, &m);
     }
+    struct mflow m = {.set = set, .act = act, .act_off = act_off, .g = g};
+    atomic_init(&m.next, 0);
+    mf_pool_run(pool, mflow_kernel, &m);
 fail:
+    mf_free(act_off);
     mf_free(act);
     return rc;
 }

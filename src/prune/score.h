@@ -10,6 +10,8 @@
 #ifndef MF_PRUNE_SCORE_H
 #define MF_PRUNE_SCORE_H
 
+#include <math.h>
+
 #include "multiflow/prune.h"
 
 /* Elements per rand block (one generator seed per block) and per generator call. */
@@ -39,6 +41,27 @@ void mf_score_gen_free(struct mf_score_gen *g);
  * needed (rand skips the others' transcendental math; their out values are unspecified). */
 void mf_score_gen_fill(const struct mf_score_gen *g, size_t t, int64_t j0, int64_t n, float *out,
                        const uint8_t *want, uint8_t c);
+
+/* Score of element j of tensor t for the elementwise kinds (abs, l2, multiflow; not rand): the
+ * arithmetic of mf_score_gen_fill for one element, so both give the same bits. Used where only a
+ * few scattered elements are needed (selection passes 2 and 3). */
+static inline float mf_score_gen_one(const struct mf_score_gen *g, size_t t, int64_t j)
+{
+    const struct mf_prune_tensor *pt = &g->set->t[t];
+    float w = pt->w[j];
+    switch (g->kind) {
+    case MF_SCORE_L2: {
+        double nrm = g->norm[t];
+        return nrm == 0 ? 0.0f : (float)(fabs((double)w) / nrm);
+    }
+    case MF_SCORE_MFLOW: {
+        int64_t i = j / pt->in;
+        return (float)(g->o[t][i] * g->p[t][j - i * pt->in] * fabs((double)w));
+    }
+    default:
+        return fabsf(w);
+    }
+}
 
 /* LAMP: visits the distinct |w| of w (n elements) from the largest down, with its bit pattern
  * wkey, its LAMP score and its multiplicity. Scores are non-increasing along the walk. Scratch is

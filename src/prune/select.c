@@ -38,6 +38,10 @@
 
 #define HBINS 65536
 #define CH MF_SCORE_BLOCK
+/* Window of the codes: 256 consecutive top-16-bit bins centred on a sampled estimate of the k-th
+ * key's bin (bins below it code 0, above 255), and the elements sampled per chunk for the estimate. */
+#define WIN_HALF 128
+#define SAMPLE 32
 
 enum sel_pass { PASS_HI = 0, PASS_LO = 1, PASS_FINAL = 2 };
 
@@ -49,20 +53,28 @@ struct sel {
     const int64_t *off;             /* (n_arrays + 1) prefix offsets of the positions */
     int64_t total;
     bool use_abs;                   /* select on |x| (MULTIFLOW step 1 on the weights) */
-    const uint8_t *codemap;         /* (HBINS) code of each top bin, or NULL (then no codes) */
     int nth;
+    /* codes (generator source with code bytes): pass 1 writes code(top 16 key bits) into code[a][j],
+     * passes 2 and 3 read the bytes and recompute only the elements whose code is C */
+    uint8_t *const *code;           /* (n_arrays) -> (len[a]) code bytes (the masks, or scratch), or NULL */
+    int32_t base;                   /* code = clamp(top16 - base, 0, 255) */
+    bool grow_lists;                /* lists may be (re)allocated after pass 1 (else: fixed capacity) */
+    int64_t list_max;               /* grow_lists: most list entries over all threads */
     /* pass state */
     enum sel_pass pass;
     uint32_t B;                     /* PASS_LO: top 16 bits of the k-th key */
     uint32_t T;                     /* PASS_FINAL: the k-th key */
-    uint8_t C;                      /* coded: code of B */
+    int C;                          /* coded: code of B (-1 when k == 0: every element kept) */
+    bool use_list;                  /* coded: pass 2 stores the keys of code-C elements, pass 3 reads them */
     int64_t *hist;                  /* (nth, HBINS) */
     int64_t *bad;                   /* (nth) first non-finite position in the thread's range, or -1 */
     float *badval;                  /* (nth) its value */
     int64_t *quota;                 /* (nth) PASS_FINAL: keys == T this thread prunes */
-    uint8_t *const *mask;           /* PASS_FINAL output (and codes when coded), or NULL */
+    uint8_t *const *mask;           /* PASS_FINAL output, or NULL */
     int64_t *counts;                /* (nth, n_arrays) PASS_FINAL output when mask is NULL */
     float *buf;                     /* (nth, CH) generated scores */
+    uint32_t **list;                /* (nth) -> (list_cap[t]) keys of code-C elements, position order */
+    int64_t *list_cap;              /* (nth) */
 };
 
 static inline uint32_t float_key(float f, bool use_abs)
@@ -82,6 +94,12 @@ static inline bool bits_nonfinite(float f)
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return (u & 0x7f800000u) == 0x7f800000u;
+}
+
+static inline uint8_t code_of(int32_t base, uint32_t top)
+{
+    int32_t c = (int32_t)top - base;
+    return (uint8_t)(c < 0 ? 0 : c > 255 ? 255 : c);
 }
 
 /* Index of the array holding global position p (the last a with off[a] <= p, skipping empties). */
@@ -107,16 +125,120 @@ static inline const float *chunk_scores(const struct sel *s, size_t a, int64_t j
     return buf;
 }
 
-/* One chunk [j, j + n) of array a; returns false when a non-finite score stops pass 1. */
-static bool sel_chunk(struct sel *s, int ith, size_t a, int64_t j, int64_t n, int64_t *hist, int64_t *quota,
-                      int64_t *count)
+/* Key of element j + i of array a, one of the wanted elements of a chunk whose rand scores (if
+ * any) were generated into x. */
+static inline uint32_t hit_key(const struct sel *s, size_t a, int64_t j, int64_t i, const float *x)
 {
-    const bool ab = s->use_abs, coded = s->codemap && s->mask;
+    float f = x ? x[i] : mf_score_gen_one(s->g, s->tix[a], j + i);
+    return float_key(f, s->use_abs);
+}
+
+struct tstate {
+    int64_t *hist;
+    int64_t quota;
+    int64_t *count;   /* counts of the current array (no mask) */
+    uint32_t *list;
+    int64_t lpos;
+};
+
+/* Coded passes 2 and 3 on chunk [j, j + n) of array a. */
+static void sel_chunk_coded(struct sel *s, int ith, size_t a, int64_t j, int64_t n, struct tstate *ts)
+{
+    uint8_t *m = s->code[a] + j;
+    const bool is_rand = s->g->kind == MF_SCORE_RAND;
     float *buf = s->buf + (size_t)ith * CH;
-    uint8_t *m = s->mask ? s->mask[a] + j : NULL;
-    const uint8_t C = s->C;
+    if (s->pass == PASS_LO) {
+        const uint8_t C = (uint8_t)s->C;
+        const uint32_t B = s->B;
+        const uint8_t *h = memchr(m, C, (size_t)n);
+        if (!h)
+            return;
+        const float *x = is_rand ? chunk_scores(s, a, j, n, buf, m, C) : NULL;
+        for (; h; h = memchr(h + 1, C, (size_t)(n - (h + 1 - m)))) {
+            int64_t i = h - m;
+            uint32_t k = hit_key(s, a, j, i, x);
+            if (s->use_list)
+                ts->list[ts->lpos++] = k;
+            ts->hist[k & 0xffffu] += (k >> 16) == B;
+            if (i + 1 >= n)
+                break;
+        }
+        return;
+    }
+    /* PASS_FINAL: 0 below C, 1 above, 2 at C (resolved from the keys), then the mask */
+    if (s->C < 0) {
+        memset(m, 1, (size_t)n); /* k == 0 */
+    } else {
+        const uint8_t C = (uint8_t)s->C;
+        for (int64_t i = 0; i < n; i++) {
+            uint8_t v = m[i];
+            m[i] = (uint8_t)((v > C) | ((v == C) << 1));
+        }
+    }
+    const uint8_t *h = memchr(m, 2, (size_t)n);
+    if (h) {
+        const float *x = is_rand && !s->use_list ? chunk_scores(s, a, j, n, buf, m, 2) : NULL;
+        const uint32_t T = s->T;
+        for (; h; h = memchr(h + 1, 2, (size_t)(n - (h + 1 - m)))) {
+            int64_t i = h - m;
+            uint32_t k = s->use_list ? ts->list[ts->lpos++] : hit_key(s, a, j, i, x);
+            uint8_t keep = k > T;
+            if (k == T) {
+                if (ts->quota > 0)
+                    ts->quota--;
+                else
+                    keep = 1;
+            }
+            m[i] = keep;
+            if (i + 1 >= n)
+                break;
+        }
+    }
+    if (ts->count) {
+        int64_t c = 0;
+        for (int64_t i = 0; i < n; i++)
+            c += m[i] == 0;
+        *ts->count += c;
+    }
+}
+
+/* One chunk [j, j + n) of array a; returns false when a non-finite score stops pass 1. */
+static bool sel_chunk(struct sel *s, int ith, size_t a, int64_t j, int64_t n, struct tstate *ts)
+{
+    const bool ab = s->use_abs, coded = s->code != NULL;
+    float *buf = s->buf + (size_t)ith * CH;
+    int64_t *hist = ts->hist;
+    if (coded && s->pass != PASS_HI) {
+        sel_chunk_coded(s, ith, a, j, n, ts);
+        return true;
+    }
     switch (s->pass) {
     case PASS_HI: {
+        uint8_t *m = coded ? s->code[a] + j : NULL;
+        const int32_t base = s->base;
+        if (coded && s->g->kind == MF_SCORE_ABS) {
+            /* |w| straight from the weights (no copy through buf): key = |w| bits with the sign set */
+            const float *w = s->g->set->t[s->tix[a]].w + j;
+            uint32_t nf = 0;
+            for (int64_t i = 0; i < n; i++) {
+                uint32_t u;
+                memcpy(&u, &w[i], sizeof u);
+                u &= 0x7fffffffu;
+                nf |= (uint32_t)(u >= 0x7f800000u);
+                uint32_t top = (u | 0x80000000u) >> 16;
+                hist[top]++;
+                m[i] = code_of(base, top);
+            }
+            if (!nf)
+                return true;
+            for (int64_t i = 0; i < n; i++) {
+                if (bits_nonfinite(w[i])) {
+                    s->bad[ith] = s->off[a] + j + i;
+                    s->badval[ith] = fabsf(w[i]);
+                    return false;
+                }
+            }
+        }
         const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
         for (int64_t i = 0; i < n; i++) {
             if (bits_nonfinite(x[i])) {
@@ -127,74 +249,48 @@ static bool sel_chunk(struct sel *s, int ith, size_t a, int64_t j, int64_t n, in
             uint32_t k = float_key(x[i], ab);
             hist[k >> 16]++;
             if (coded)
-                m[i] = s->codemap[k >> 16];
+                m[i] = code_of(base, k >> 16);
         }
         return true;
     }
     case PASS_LO: {
         const uint32_t B = s->B;
-        if (coded) {
-            const float *x = chunk_scores(s, a, j, n, buf, m, C);
-            for (int64_t i = 0; i < n; i++) {
-                if (m[i] != C)
-                    continue;
-                uint32_t k = float_key(x[i], ab);
-                hist[k & 0xffffu] += (k >> 16) == B;
-            }
-        } else {
-            const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
-            for (int64_t i = 0; i < n; i++) {
-                uint32_t k = float_key(x[i], ab);
-                if ((k >> 16) == B) /* rare (one top bin of 65536): predicted, and no store otherwise */
-                    hist[k & 0xffffu]++;
-            }
+        const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t k = float_key(x[i], ab);
+            if ((k >> 16) == B) /* rare (one top bin of 65536): predicted, and no store otherwise */
+                hist[k & 0xffffu]++;
         }
         return true;
     }
     case PASS_FINAL: {
         const uint32_t T = s->T;
-        if (m && coded) {
-            const float *x = chunk_scores(s, a, j, n, buf, m, C);
-            for (int64_t i = 0; i < n; i++) {
-                uint8_t code = m[i], keep = code > C;
-                if (code == C) {
-                    uint32_t k = float_key(x[i], ab);
-                    keep = k > T;
-                    if (k == T) {
-                        if (*quota > 0)
-                            (*quota)--;
-                        else
-                            keep = 1;
-                    }
-                }
-                m[i] = keep;
-            }
-        } else if (m) {
-            const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
+        const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
+        if (s->mask) {
+            uint8_t *m = s->mask[a] + j;
             for (int64_t i = 0; i < n; i++) {
                 uint32_t k = float_key(x[i], ab);
                 uint8_t keep = k > T;
                 if (k == T) {
-                    if (*quota > 0)
-                        (*quota)--;
+                    if (ts->quota > 0)
+                        ts->quota--;
                     else
                         keep = 1;
                 }
                 m[i] = keep;
             }
         } else {
-            const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
             int64_t c = 0;
             for (int64_t i = 0; i < n; i++) {
                 uint32_t k = float_key(x[i], ab);
                 if (k < T) {
                     c++;
-                } else if (k == T && *quota > 0) {
-                    (*quota)--;
+                } else if (k == T && ts->quota > 0) {
+                    ts->quota--;
                     c++;
                 }
             }
-            *count += c;
+            *ts->count += c;
         }
         return true;
     }
@@ -207,12 +303,13 @@ static void sel_kernel(void *arg, int ith, int nth)
     struct sel *s = arg;
     int64_t b, e;
     mf_split_range(s->total, ith, nth, &b, &e);
-    int64_t *hist = s->hist + (size_t)ith * HBINS;
+    struct tstate ts = {.hist = s->hist + (size_t)ith * HBINS};
     if (s->pass != PASS_FINAL)
-        memset(hist, 0, HBINS * sizeof *hist);
+        memset(ts.hist, 0, HBINS * sizeof *ts.hist);
     if (s->pass == PASS_HI)
         s->bad[ith] = -1;
-    int64_t quota = s->pass == PASS_FINAL ? s->quota[ith] : 0;
+    ts.quota = s->pass == PASS_FINAL ? s->quota[ith] : 0;
+    ts.list = s->use_list ? s->list[ith] : NULL;
     int64_t *counts = s->counts ? s->counts + (size_t)ith * s->n_arrays : NULL;
     if (counts)
         memset(counts, 0, s->n_arrays * sizeof *counts);
@@ -222,10 +319,11 @@ static void sel_kernel(void *arg, int ith, int nth)
     for (int64_t p = b; p < e; a++) {
         int64_t j0 = p - s->off[a], j1 = MF_MIN(e, s->off[a + 1]) - s->off[a];
         p = s->off[a + 1];
+        ts.count = counts ? &counts[a] : NULL;
         /* chunks aligned to CH inside the array (a generator block never straddles two) */
         for (int64_t j = j0; j < j1;) {
             int64_t je = MF_MIN(j1, (j / CH + 1) * CH);
-            if (!sel_chunk(s, ith, a, j, je - j, hist, &quota, counts ? &counts[a] : NULL))
+            if (!sel_chunk(s, ith, a, j, je - j, &ts))
                 return;
             j = je;
         }
@@ -251,70 +349,129 @@ static uint32_t find_bin(const int64_t *hist, int nth, int64_t need, int64_t *be
     return 0;
 }
 
-/* Lower edge of top bin b as a float (the inverse of float_key). */
-static float bin_floor(uint32_t b)
+/* Code window: the first SAMPLE scores of every chunk estimate the bin of the k-th key (k >= 1);
+ * the window is centred there. Only speed depends on it: codes are non-decreasing in the key, so
+ * any base gives the same masks. Uses thread 0's histogram and buffer. */
+static void sel_window(struct sel *s, int64_t k)
 {
-    uint32_t key = b << 16, u = (key & 0x80000000u) ? key ^ 0x80000000u : ~key;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-/* rand codes: 256 * Phi(lower edge of the bin), non-decreasing in the bin, so code(x) < code(B)
- * implies key(x) < key of any score in B. */
-static void normal_codemap(uint8_t *map)
-{
-    for (uint32_t b = 0; b < HBINS; b++) {
-        float f = bin_floor(b);
-        int c;
-        if (isnan(f))
-            c = b >= 0x8000u ? 255 : 0;
-        else
-            c = (int)(256.0 * 0.5 * erfc(-(double)f / sqrt(2.0)));
-        map[b] = (uint8_t)MF_MAX(0, MF_MIN(255, c));
+    int64_t *hist = s->hist;
+    memset(hist, 0, HBINS * sizeof *hist);
+    int64_t S = 0;
+    for (size_t a = 0; a < s->n_arrays; a++) {
+        int64_t len = s->off[a + 1] - s->off[a];
+        for (int64_t j = 0; j < len; j += CH) {
+            int64_t n = MF_MIN(SAMPLE, len - j);
+            const float *x = chunk_scores(s, a, j, n, s->buf, NULL, 0);
+            for (int64_t i = 0; i < n; i++) {
+                if (bits_nonfinite(x[i]))
+                    continue; /* pass 1 reports it */
+                hist[float_key(x[i], s->use_abs) >> 16]++;
+                S++;
+            }
+        }
     }
+    int32_t est = 0x8000;
+    if (S > 0) {
+        int64_t below;
+        int64_t r = (int64_t)((long double)(k - 1) * (long double)S / (long double)s->total);
+        est = (int32_t)find_bin(hist, 1, MF_MIN(r + 1, S), &below);
+    }
+    s->base = est - WIN_HALF;
 }
 
-/* Exact-k over a scope described by s (source, offsets, total set by the caller). */
-static enum mf_status sel_run(struct mf_pool *pool, struct sel *s, const char *const *names, int64_t k,
-                              uint8_t *const *mask, int64_t *pruned, struct mf_err *err)
+/* After pass 1: how many elements of each thread have code C, and whether their keys fit lists. */
+static bool sel_lists(struct sel *s)
 {
-    enum mf_status rc = MF_OK;
-    int nth = mf_pool_size(pool);
+    int32_t lo = s->C == 0 ? 0 : s->base + s->C, hi = s->C == 255 ? HBINS - 1 : s->base + s->C;
+    lo = MF_MAX(lo, 0);
+    hi = MF_MIN(hi, HBINS - 1);
+    int64_t all = 0;
+    bool fits = true;
+    for (int t = 0; t < s->nth; t++) {
+        int64_t c = 0;
+        for (int32_t b = lo; b <= hi; b++)
+            c += s->hist[(size_t)t * HBINS + b];
+        all += c;
+        if (c > s->list_cap[t]) {
+            if (!s->grow_lists || all > s->list_max) {
+                fits = false;
+                continue;
+            }
+            uint32_t *l = mf_realloc(s->list[t], (size_t)c * sizeof *l);
+            if (!l) {
+                fits = false; /* recomputing instead costs time, not correctness */
+                continue;
+            }
+            s->list[t] = l;
+            s->list_cap[t] = c;
+        }
+    }
+    return fits && all <= s->list_max;
+}
+
+/* Per-thread buffers of a selection with nth threads (gen: generated scores). */
+static enum mf_status sel_alloc(struct sel *s, int nth, bool gen, struct mf_err *err)
+{
     s->nth = nth;
-    s->mask = mask;
     s->hist = mf_malloc((size_t)nth * HBINS * sizeof *s->hist);
     s->bad = mf_malloc((size_t)nth * sizeof *s->bad);
     s->badval = mf_malloc((size_t)nth * sizeof *s->badval);
     s->quota = mf_calloc((size_t)nth, sizeof *s->quota);
-    s->buf = s->g ? mf_malloc((size_t)nth * CH * sizeof *s->buf) : NULL;
-    if (!s->hist || !s->bad || !s->badval || !s->quota || (s->g && !s->buf)) {
-        rc = mf_err_set(err, MF_ERR_NOMEM, "select: out of memory for %d thread histograms", nth);
-        goto fail;
-    }
+    s->buf = gen ? mf_malloc((size_t)nth * CH * sizeof *s->buf) : NULL;
+    s->list = mf_calloc((size_t)nth, sizeof *s->list);
+    s->list_cap = mf_calloc((size_t)nth, sizeof *s->list_cap);
+    if (!s->hist || !s->bad || !s->badval || !s->quota || (gen && !s->buf) || !s->list || !s->list_cap)
+        return mf_err_set(err, MF_ERR_NOMEM, "select: out of memory for %d thread histograms", nth);
+    return MF_OK;
+}
+
+static void sel_release(struct sel *s)
+{
+    for (int t = 0; s->list && t < s->nth; t++)
+        mf_free(s->list[t]);
+    mf_free(s->list);
+    mf_free(s->list_cap);
+    mf_free(s->counts);
+    mf_free(s->buf);
+    mf_free(s->quota);
+    mf_free(s->badval);
+    mf_free(s->bad);
+    mf_free(s->hist);
+    s->list = NULL;
+    s->list_cap = s->counts = s->quota = s->bad = s->hist = NULL;
+    s->buf = s->badval = NULL;
+}
+
+/* The three passes over a scope whose buffers are allocated (counts too when mask is NULL); pool
+ * NULL runs them on the calling thread (s->nth == 1). A non-finite score returns MF_ERR_NUMERIC with
+ * *bad_pos, *bad_val set to its position and value (the message is the caller's). */
+static enum mf_status sel_passes(struct mf_pool *pool, struct sel *s, int64_t k, int64_t *bad_pos, float *bad_val)
+{
+    const int nth = s->nth;
+    s->use_list = false;
+    if (s->code && k > 0)
+        sel_window(s, k);
     /* pass 1 also rejects NaN/inf, reporting the lowest bad position */
     s->pass = PASS_HI;
     mf_pool_run(pool, sel_kernel, s);
     for (int t = 0; t < nth; t++) {
         if (s->bad[t] >= 0) {
-            size_t a = array_of(s, s->bad[t]);
-            int64_t j = s->bad[t] - s->off[a];
-            char label[32];
-            snprintf(label, sizeof label, "array %zu", a);
-            rc = mf_err_set(err, MF_ERR_NUMERIC, "%s of tensor '%s' contain a non-finite value (%g) at element %lld",
-                            s->use_abs ? "weights" : "scores", names && names[a] ? names[a] : label,
-                            (double)s->badval[t], (long long)j);
-            goto fail;
+            *bad_pos = s->bad[t];
+            *bad_val = s->badval[t];
+            return MF_ERR_NUMERIC;
         }
     }
     if (k == 0) {
         s->T = 0; /* below every finite key; quotas stay 0: nothing pruned */
-        s->C = 0;
+        s->C = -1;
     } else {
         int64_t below = 0, b = 0;
         s->B = find_bin(s->hist, nth, k, &b);
         below += b;
-        s->C = s->codemap ? s->codemap[s->B] : 0;
+        if (s->code) {
+            s->C = code_of(s->base, s->B);
+            s->use_list = sel_lists(s);
+        }
         s->pass = PASS_LO;
         mf_pool_run(pool, sel_kernel, s);
         uint32_t lo = find_bin(s->hist, nth, k - below, &b);
@@ -330,6 +487,34 @@ static enum mf_status sel_run(struct mf_pool *pool, struct sel *s, const char *c
         MF_ASSERT(left == 0);
     }
     s->pass = PASS_FINAL;
+    mf_pool_run(pool, sel_kernel, s);
+    return MF_OK;
+}
+
+static enum mf_status bad_error(const struct sel *s, const char *const *names, int64_t pos, float v,
+                                struct mf_err *err)
+{
+    size_t a = array_of(s, pos);
+    int64_t j = pos - s->off[a];
+    char label[32];
+    snprintf(label, sizeof label, "array %zu", a);
+    return mf_err_set(err, MF_ERR_NUMERIC, "%s of tensor '%s' contain a non-finite value (%g) at element %lld",
+                      s->use_abs ? "weights" : "scores", names && names[a] ? names[a] : label, (double)v,
+                      (long long)j);
+}
+
+/* Exact-k over a scope described by s (source, offsets, total, code bytes set by the caller). */
+static enum mf_status sel_run(struct mf_pool *pool, struct sel *s, const char *const *names, int64_t k,
+                              uint8_t *const *mask, int64_t *pruned, struct mf_err *err)
+{
+    int nth = mf_pool_size(pool);
+    s->mask = mask;
+    s->grow_lists = true;
+    /* keys of the selected code kept between passes 2 and 3: at most 4 bytes per 128 elements */
+    s->list_max = (int64_t)1 << 16 | s->total / 128;
+    enum mf_status rc = sel_alloc(s, nth, s->g != NULL, err);
+    if (rc != MF_OK)
+        goto fail;
     if (!mask) {
         s->counts = mf_malloc((size_t)nth * (s->n_arrays ? s->n_arrays : 1) * sizeof *s->counts);
         if (!s->counts) {
@@ -337,7 +522,12 @@ static enum mf_status sel_run(struct mf_pool *pool, struct sel *s, const char *c
             goto fail;
         }
     }
-    mf_pool_run(pool, sel_kernel, s);
+    int64_t bad = -1;
+    float bad_val = 0;
+    if ((rc = sel_passes(pool, s, k, &bad, &bad_val)) != MF_OK) {
+        rc = bad_error(s, names, bad, bad_val, err);
+        goto fail;
+    }
     if (!mask) {
         for (size_t a = 0; a < s->n_arrays; a++) {
             int64_t c = 0;
@@ -347,14 +537,7 @@ static enum mf_status sel_run(struct mf_pool *pool, struct sel *s, const char *c
         }
     }
 fail:
-    mf_free(s->counts);
-    mf_free(s->buf);
-    mf_free(s->quota);
-    mf_free(s->badval);
-    mf_free(s->bad);
-    mf_free(s->hist);
-    s->counts = s->quota = s->bad = s->hist = NULL;
-    s->buf = s->badval = NULL;
+    sel_release(s);
     return rc;
 }
 
@@ -409,7 +592,7 @@ static enum mf_status select_impl(struct mf_pool *pool, size_t n_arrays, const f
 
 /* Exact-k over the tensors tix[0..m) of g's set, scores recomputed by the generator. */
 static enum mf_status select_gen(struct mf_pool *pool, const struct mf_score_gen *g, const size_t *tix, size_t m,
-                                 int64_t k, bool use_abs, const uint8_t *codemap, uint8_t *const *mask,
+                                 int64_t k, bool use_abs, uint8_t *const *code, uint8_t *const *mask,
                                  int64_t *pruned, const char **names, int64_t *len, struct mf_err *err)
 {
     int64_t *off = NULL;
@@ -421,7 +604,7 @@ static enum mf_status select_gen(struct mf_pool *pool, const struct mf_score_gen
     if (rc != MF_OK)
         return rc;
     struct sel s = {.n_arrays = m, .g = g, .tix = tix, .off = off, .total = off[m], .use_abs = use_abs,
-                    .codemap = codemap};
+                    .code = code};
     rc = sel_run(pool, &s, names, k, mask, pruned, err);
     mf_free(off);
     return rc;
@@ -654,13 +837,15 @@ static enum mf_status check_args(enum mf_method method, const struct mf_prune_se
     return MF_OK;
 }
 
-enum mf_status mf_prune_layer_counts(struct mf_pool *pool, enum mf_method method, const struct mf_prune_set *set,
-                                     double sparsity, int64_t *k_per_tensor, struct mf_err *err)
+/* scratch (may be NULL): one byte per weight per tensor (the masks), used for the selection codes */
+static enum mf_status layer_counts(struct mf_pool *pool, enum mf_method method, const struct mf_prune_set *set,
+                                   double sparsity, int64_t *k_per_tensor, uint8_t *const *scratch, struct mf_err *err)
 {
     enum mf_status rc = check_args(method, set, sparsity, err);
     size_t *tix = NULL;
     int64_t *len = NULL, *cnt = NULL;
     const char **names = NULL;
+    uint8_t **cp = NULL;
     if (rc != MF_OK)
         return rc;
     switch (method) {
@@ -686,7 +871,8 @@ enum mf_status mf_prune_layer_counts(struct mf_pool *pool, enum mf_method method
     len = mf_malloc(n * sizeof *len);
     cnt = mf_malloc(n * sizeof *cnt);
     names = mf_malloc(n * sizeof *names);
-    if (!tix || !len || !cnt || !names) {
+    cp = mf_malloc(n * sizeof *cp);
+    if (!tix || !len || !cnt || !names || !cp) {
         rc = mf_err_set(err, MF_ERR_NOMEM, "prune: out of memory");
         goto fail;
     }
@@ -698,22 +884,141 @@ enum mf_status mf_prune_layer_counts(struct mf_pool *pool, enum mf_method method
         for (size_t i = 0; i < set->n; i++) {
             if ((int)set->t[i].modality != mod)
                 continue;
+            cp[m] = scratch ? scratch[i] : NULL;
             tix[m++] = i;
             n_mod += set->t[i].n;
         }
         if (m == 0)
             continue;
-        rc = select_gen(pool, &g, tix, m, count_at(sparsity, n_mod), true, NULL, NULL, cnt, names, len, err);
+        rc = select_gen(pool, &g, tix, m, count_at(sparsity, n_mod), true, scratch ? cp : NULL, NULL, cnt, names, len,
+                        err);
         if (rc != MF_OK)
             goto fail;
         for (size_t q = 0; q < m; q++)
             k_per_tensor[tix[q]] = cnt[q];
     }
 fail:
+    mf_free(cp);
     mf_free(names);
     mf_free(cnt);
     mf_free(len);
     mf_free(tix);
+    return rc;
+}
+
+enum mf_status mf_prune_layer_counts(struct mf_pool *pool, enum mf_method method, const struct mf_prune_set *set,
+                                     double sparsity, int64_t *k_per_tensor, struct mf_err *err)
+{
+    return layer_counts(pool, method, set, sparsity, k_per_tensor, NULL, err);
+}
+
+/* ---- layer scope: one tensor per thread, its three passes in cache -------------------------- */
+
+struct layers {
+    const struct mf_score_gen *g;
+    const int64_t *k;        /* (n) prune count per tensor */
+    uint8_t *const *masks;   /* (n) */
+    const size_t *order;     /* (n) tensors, largest first (balance: the small ones fill the end) */
+    atomic_size_t next;
+    struct sel *w;           /* (nth) each worker's single-thread selection state */
+    int64_t *bad_t, *bad_j;  /* (nth) lowest tensor with a non-finite score, its element */
+    float *bad_v;            /* (nth) */
+};
+
+static void layers_kernel(void *arg, int ith, int nth)
+{
+    (void)nth;
+    struct layers *L = arg;
+    struct sel *s = &L->w[ith];
+    L->bad_t[ith] = INT64_MAX;
+    for (;;) {
+        size_t q = atomic_fetch_add(&L->next, 1);
+        if (q >= L->g->set->n)
+            break;
+        size_t t = L->order[q];
+        int64_t n = L->g->set->t[t].n, off[2] = {0, n}, pos = -1;
+        float v = 0;
+        s->tix = &L->order[q];
+        s->off = off;
+        s->total = n;
+        s->code = &L->masks[t];
+        s->mask = &L->masks[t];
+        s->list_max = (int64_t)1 << 16 | n / 128;
+        if (sel_passes(NULL, s, L->k[t], &pos, &v) != MF_OK && (int64_t)t < L->bad_t[ith]) {
+            L->bad_t[ith] = (int64_t)t;
+            L->bad_j[ith] = pos;
+            L->bad_v[ith] = v;
+        }
+        s->off = NULL;
+    }
+}
+
+/* Each tensor its own exact-k (k[t] of n_t), tensors spread over the pool's threads: a tensor's
+ * passes 2 and 3 read its mask bytes (<= a few MB) while they are still in cache. */
+static enum mf_status select_layers(struct mf_pool *pool, const struct mf_score_gen *g, const int64_t *k,
+                                    uint8_t *const *masks, struct mf_err *err)
+{
+    const struct mf_prune_set *set = g->set;
+    int nth = mf_pool_size(pool);
+    enum mf_status rc = MF_OK;
+    struct layers L = {.g = g, .k = k, .masks = masks};
+    size_t *order = mf_malloc((set->n ? set->n : 1) * sizeof *order);
+    L.w = mf_calloc((size_t)nth, sizeof *L.w);
+    L.bad_t = mf_malloc((size_t)nth * sizeof *L.bad_t);
+    L.bad_j = mf_malloc((size_t)nth * sizeof *L.bad_j);
+    L.bad_v = mf_malloc((size_t)nth * sizeof *L.bad_v);
+    if (!order || !L.w || !L.bad_t || !L.bad_j || !L.bad_v) {
+        rc = mf_err_set(err, MF_ERR_NOMEM, "prune: out of memory");
+        goto fail;
+    }
+    for (size_t t = 0; t < set->n; t++) {
+        if (set->t[t].n > 0 && !masks[t]) {
+            rc = mf_err_set(err, MF_ERR_ARG, "prune: NULL mask for tensor '%s'", set->t[t].name);
+            goto fail;
+        }
+        if (k[t] < 0 || k[t] > set->t[t].n) {
+            rc = mf_err_set(err, MF_ERR_ARG, "select: k = %lld is outside [0, %lld] for tensor '%s'",
+                            (long long)k[t], (long long)set->t[t].n, set->t[t].name);
+            goto fail;
+        }
+        order[t] = t;
+    }
+    /* largest first, ties by index (insertion sort: a few hundred tensors) */
+    for (size_t i = 1; i < set->n; i++) {
+        size_t v = order[i], j = i;
+        while (j > 0 && set->t[order[j - 1]].n < set->t[v].n) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = v;
+    }
+    L.order = order;
+    for (int t = 0; t < nth; t++) {
+        L.w[t] = (struct sel){.n_arrays = 1, .g = g, .grow_lists = true};
+        if ((rc = sel_alloc(&L.w[t], 1, true, err)) != MF_OK)
+            goto fail;
+    }
+    atomic_init(&L.next, 0);
+    mf_pool_run(pool, layers_kernel, &L);
+    int64_t bt = INT64_MAX;
+    int bw = 0;
+    for (int t = 0; t < nth; t++) {
+        if (L.bad_t[t] < bt) {
+            bt = L.bad_t[t];
+            bw = t;
+        }
+    }
+    if (bt != INT64_MAX)
+        rc = mf_err_set(err, MF_ERR_NUMERIC, "scores of tensor '%s' contain a non-finite value (%g) at element %lld",
+                        set->t[bt].name, (double)L.bad_v[bw], (long long)L.bad_j[bw]);
+fail:
+    for (int t = 0; L.w && t < nth; t++)
+        sel_release(&L.w[t]);
+    mf_free(L.bad_v);
+    mf_free(L.bad_j);
+    mf_free(L.bad_t);
+    mf_free(L.w);
+    mf_free(order);
     return rc;
 }
 
@@ -741,7 +1046,7 @@ enum mf_status mf_prune_masks(struct mf_pool *pool, enum mf_method method, const
         rc = mf_select_lowest(pool, set->n, scores, len, names, count_at(sparsity, set->total), masks, err);
         goto fail;
     }
-    rc = mf_prune_layer_counts(pool, method, set, sparsity, kl, err);
+    rc = layer_counts(pool, method, set, sparsity, kl, NULL, err);
     if (rc != MF_OK)
         goto fail;
     /* layer scope: each tensor its own exact-k (MULTIFLOW step 4 with the integer k_l: no float ratio) */
@@ -765,7 +1070,6 @@ enum mf_status mf_prune_compute_masks(struct mf_pool *pool, enum mf_method metho
     size_t *tix = NULL;
     int64_t *len = NULL, *kl = NULL;
     const char **names = NULL;
-    uint8_t *codemap = NULL;
     if (rc != MF_OK)
         return rc;
     if ((rc = mf_score_check_set(set, err)) != MF_OK)
@@ -783,33 +1087,30 @@ enum mf_status mf_prune_compute_masks(struct mf_pool *pool, enum mf_method metho
         rc = mf_err_set(err, MF_ERR_NOMEM, "prune: out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < set->n; i++)
+    for (size_t i = 0; i < set->n; i++) {
         tix[i] = i;
-    if (method == MF_METHOD_MULTIFLOW && (rc = mf_prune_layer_counts(pool, method, set, sparsity, kl, err)) != MF_OK)
+        if (set->t[i].n > 0 && !masks[i]) {
+            rc = mf_err_set(err, MF_ERR_ARG, "prune: NULL mask for tensor '%s'", set->t[i].name);
+            goto fail;
+        }
+    }
+    /* MULTIFLOW step 1 uses the masks as code scratch before step 4 writes them */
+    if (method == MF_METHOD_MULTIFLOW &&
+        (rc = layer_counts(pool, method, set, sparsity, kl, masks, err)) != MF_OK)
         goto fail;
     if ((rc = mf_score_gen_init(pool, method, set, seed, &g, err)) != MF_OK)
         goto fail;
     if (method != MF_METHOD_LMP && method != MF_METHOD_MULTIFLOW) {
-        if (method == MF_METHOD_RAND) {
-            if (!(codemap = mf_malloc(HBINS))) {
-                rc = mf_err_set(err, MF_ERR_NOMEM, "prune: out of memory");
-                goto fail;
-            }
-            normal_codemap(codemap);
-        }
-        rc = select_gen(pool, &g, tix, set->n, count_at(sparsity, set->total), false, codemap, masks, NULL, names,
-                        len, err);
+        rc = select_gen(pool, &g, tix, set->n, count_at(sparsity, set->total), false, masks, masks, NULL, names, len,
+                        err);
         goto fail;
     }
     /* layer scope: each tensor its own exact-k (lmp: floor(s * n_l); MULTIFLOW step 4: integer k_l) */
-    for (size_t i = 0; i < set->n; i++) {
-        int64_t k = method == MF_METHOD_LMP ? count_at(sparsity, set->t[i].n) : kl[i];
-        rc = select_gen(pool, &g, &tix[i], 1, k, false, NULL, &masks[i], NULL, names, len, err);
-        if (rc != MF_OK)
-            goto fail;
-    }
+    if (method == MF_METHOD_LMP)
+        for (size_t i = 0; i < set->n; i++)
+            kl[i] = count_at(sparsity, set->t[i].n);
+    rc = select_layers(pool, &g, kl, masks, err);
 fail:
-    mf_free(codemap);
     mf_free(names);
     mf_free(kl);
     mf_free(len);

@@ -599,6 +599,56 @@ static void test_direct_masks(void **state)
         mf_pool_free(pools[t]);
 }
 
+/* The code-window paths of mf_prune_compute_masks: chunk-start samples that mislead the window
+ * estimate (large values on the first 32 elements of every generator block, small elsewhere, so
+ * the selected code is the window's edge), and one value repeated over > 65536 elements (the
+ * selected code's keys overflow the list and are recomputed in pass 3). Masks must still equal
+ * mf_prune_scores + mf_prune_masks. */
+static void test_direct_code_fallbacks(void **state)
+{
+    (void)state;
+    struct mf_pool *pools[2] = {mf_pool_create(1), mf_pool_create(3)};
+    const double sp[] = {0.0, 0.3, 0.63, 0.97};
+    static const int64_t shp[3][2] = {{40, 1024}, {400, 256}, {7, 9}};
+    static const char *const nm[3] = {"a.weight", "b.weight", "c.weight"};
+    struct fix f;
+    memset(&f, 0, sizeof f);
+    f.set.n = 3;
+    f.set.t = calloc(3, sizeof *f.set.t);
+    struct mf_rng r;
+    mf_rng_seed(&r, 11);
+    for (int i = 0; i < 3; i++) {
+        struct mf_prune_tensor *t = &f.set.t[i];
+        t->name = strdup(nm[i]);
+        t->out = shp[i][0];
+        t->in = shp[i][1];
+        t->n = t->out * t->in;
+        t->modality = MF_MOD_TEXT;
+        float *w = malloc((size_t)t->n * sizeof *w);
+        for (int64_t j = 0; j < t->n; j++) {
+            double g = mf_rng_normal(&r);
+            if (i == 0)
+                w[j] = (float)(j % 16384 < 32 ? 1e3 * g : 1e-3 * g);
+            else if (i == 1)
+                w[j] = j % 97 == 0 ? (float)g : (j & 1 ? -0.5f : 0.5f);
+            else
+                w[j] = (float)g;
+        }
+        t->w = w;
+        double *ss = malloc((size_t)t->in * sizeof *ss);
+        for (int64_t j = 0; j < t->in; j++)
+            ss[j] = i == 1 ? 4.0 : 1.0 + mf_rng_uniform(&r);
+        t->sumsq = ss;
+        t->count = 3;
+        f.set.total += t->n;
+    }
+    fix_alloc_outputs(&f);
+    check_direct(&f, pools, 2, sp, (int)MF_ARRAY_LEN(sp));
+    fix_free(&f, true);
+    for (int t = 0; t < 2; t++)
+        mf_pool_free(pools[t]);
+}
+
 static void test_direct_alloc_failure(void **state)
 {
     (void)state;
@@ -633,6 +683,7 @@ int main(void)
         cmocka_unit_test(test_exact_and_threads),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_direct_masks),
+        cmocka_unit_test(test_direct_code_fallbacks),
         cmocka_unit_test(test_direct_alloc_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
