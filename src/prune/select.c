@@ -13,11 +13,17 @@
  * split into nth contiguous ranges, so the result does not depend on the thread count.
  *
  * Scores come either from caller arrays (mf_select_lowest, mf_prune_masks) or from a score
- * generator (score.h) that recomputes them block by block in every pass, so the mask path of
- * mf_prune_compute_masks holds no float per weight: weights + masks + O(nth * 65536) scratch. For
- * rand, whose scores cost transcendental math, pass 1 also stores in each mask byte a code, a
- * non-decreasing function of the top key bits (normal quantiles), and passes 2 and 3 recompute only
- * the scores whose code is that of B. LAMP's score depends on the whole tensor but is monotonic in
+ * generator (score.h) that recomputes them, so the mask path of mf_prune_compute_masks holds no
+ * float per weight: weights + masks + O(nth * 65536) scratch. On that path pass 1 also writes in
+ * each mask byte a code: the key's top 16 bits minus a base, clamped to [0, 255], with the base
+ * centred on the k-th key's bin as estimated from the first 32 scores of every 16384-element chunk.
+ * Codes are non-decreasing in the key, so code < code(B) means pruned and code > code(B) kept
+ * whatever the estimate; passes 2 and 3 read the bytes and rescore only the elements with code(B)
+ * (one bin when the estimate holds: about 1/300 of the weights). Pass 2 keeps their keys in
+ * per-thread lists (position order, at most 4 bytes per 128 elements; beyond that pass 3 rescores
+ * them instead), so pass 3 is a byte pass. Layer scopes (lmp, MULTIFLOW step 4) run one tensor per
+ * thread, its three passes over its own mask bytes while they are in cache; MULTIFLOW step 1 uses
+ * the masks as code scratch. LAMP's score depends on the whole tensor but is monotonic in
  * |w| within it: each pass walks every tensor's distinct magnitudes (mf_lamp_walk, one tensor per
  * thread) and the mask pass turns T into a per-tensor |w| interval; ties at T are marked 2 and
  * resolved afterwards in position order.
