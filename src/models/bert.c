@@ -172,7 +172,7 @@ static void linear_back_add(const struct mf_session *s, float *dx_acc, float *tm
                             const struct mf_grads *g, const float *dy, const float *x, int64_t T)
 {
     mf_linear_backward(s->pool, dx_acc ? tmp : NULL, grad_of(g, lin->wi), grad_of(g, lin->bi), dy, x, lin->in,
-                       mf_session_linear_w(s, lin), T, lin->in, lin->out);
+                       lin->w, T, lin->in, lin->out);
     if (dx_acc)
         mf_add_forward(s->pool, dx_acc, dx_acc, tmp, T * lin->in);
 }
@@ -205,7 +205,7 @@ enum mf_status mf_bert_backward(struct mf_session *s, const struct mf_bert *bert
         /* out = LN_f(xc + out(gelu(inter(xc)))) */
         mf_layernorm_backward(pool, dy, grad_of(g, Ly->ln_out.wi), grad_of(g, Ly->ln_out.bi), dx, La->yf,
                               Ly->ln_out.w, La->mean_f, La->rstd_f, BL, d);
-        mf_linear_backward(pool, dff, grad_of(g, Ly->out.wi), grad_of(g, Ly->out.bi), dy, La->ff, F, mf_session_linear_w(s, &Ly->out), BL, F,
+        mf_linear_backward(pool, dff, grad_of(g, Ly->out.wi), grad_of(g, Ly->out.bi), dy, La->ff, F, Ly->out.w, BL, F,
                            d);
         mf_gelu_backward(pool, dff, dff, La->ff_pre, BL * F);
         memcpy(dx, dy, (size_t)(BL * d) * sizeof(float)); /* residual */
@@ -215,7 +215,7 @@ enum mf_status mf_bert_backward(struct mf_session *s, const struct mf_bert *bert
         if (La->cq) {
             mf_layernorm_backward(pool, dy, grad_of(g, Ly->ln_cross.wi), grad_of(g, Ly->ln_cross.bi), dx, La->yc,
                                   Ly->ln_cross.w, La->mean_c, La->rstd_c, BL, d);
-            mf_linear_backward(pool, dc, grad_of(g, Ly->co.wi), grad_of(g, Ly->co.bi), dy, La->cctx, d, mf_session_linear_w(s, &Ly->co), BL, d,
+            mf_linear_backward(pool, dc, grad_of(g, Ly->co.wi), grad_of(g, Ly->co.bi), dy, La->cctx, d, Ly->co.w, BL, d,
                                d);
             memset(dq, 0, (size_t)(BL * d) * sizeof(float));
             memset(dk, 0, (size_t)(BNe * d) * sizeof(float));
@@ -231,7 +231,7 @@ enum mf_status mf_bert_backward(struct mf_session *s, const struct mf_bert *bert
         /* xs = LN_s(x + o(selfattn(q(x), k(x), v(x)))) with the padding / causal mask */
         mf_layernorm_backward(pool, dy, grad_of(g, Ly->ln_attn.wi), grad_of(g, Ly->ln_attn.bi), dx, La->ys,
                               Ly->ln_attn.w, La->mean_s, La->rstd_s, BL, d);
-        mf_linear_backward(pool, dc, grad_of(g, Ly->o.wi), grad_of(g, Ly->o.bi), dy, La->ctx, d, mf_session_linear_w(s, &Ly->o), BL, d, d);
+        mf_linear_backward(pool, dc, grad_of(g, Ly->o.wi), grad_of(g, Ly->o.bi), dy, La->ctx, d, Ly->o.w, BL, d, d);
         memset(dq, 0, (size_t)(BL * d) * sizeof(float));
         memset(dk, 0, (size_t)(BL * d) * sizeof(float));
         memset(dv, 0, (size_t)(BL * d) * sizeof(float));

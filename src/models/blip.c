@@ -530,7 +530,7 @@ void mf_model_linear_res(struct mf_session *s, float *y, const float *res, const
 {
     if (s->observe && lin->tid >= 0)
         s->observe(s->observe_ud, lin->tid, x, ldx, T, lin->in, row_valid, s->n_seq);
-    mf_linear_forward_res(s->pool, y, res, x, ldx, mf_session_linear_w(s, lin), lin->b, T, lin->in, lin->out);
+    mf_linear_forward_res(s->pool, y, res, x, ldx, lin->w, lin->b, T, lin->in, lin->out);
 }
 
 void mf_model_linear(struct mf_session *s, float *y, const float *x, int64_t ldx, const struct mf_linear *lin,

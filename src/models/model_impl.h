@@ -133,12 +133,6 @@ struct mf_session {
     mf_observe_fn observe; /* NULL unless calibrating */
     int64_t n_seq;         /* sequences in the current call, passed to the observer */
     void *observe_ud;
-    /* Weight override (gradient-based pruners: masked weights read as zero). (n_tensors) table
-     * indexed by the gradient-owner index of a linear (struct mf_linear wi): when the table and
-     * its entry are non-NULL, every forward and backward of that linear (and of its tied copies,
-     * which share the owner) uses this (out, in) f32 array instead of the model's weights.
-     * NULL = the model's weights (inference, calibration, `grad`). Not owned by the session. */
-    const float *const *w_override;
 };
 
 /* vit.c: image_embeds (B, n_tok, d) from images (B, 3, R, R). */
@@ -156,16 +150,9 @@ enum mf_status mf_calibration_forward(struct mf_session *s, const float *images,
 /* The f32 weights of model tensor i (NULL if the forward pass does not use it). */
 static inline const float *mf_model_weight_f32(const struct mf_model *m, size_t i) { return m->w32[i]; }
 
-/* The weights a linear runs with in session s: the override when set (see w_override), else lin->w. */
-static inline const float *mf_session_linear_w(const struct mf_session *s, const struct mf_linear *lin)
-{
-    if (s->w_override && lin->wi >= 0 && s->w_override[lin->wi])
-        return s->w_override[lin->wi];
-    return lin->w;
-}
-
-/* Runs a linear layer and reports its input to the session's observer. */
-/* The same with a residual: y = res + lin(x) (res may equal y). */
+/* Runs a linear layer with a residual, y = res + lin(x) (res may be NULL or equal y), and reports
+ * its input to the session's observer. Forwards on other weights (fine-tuning, masked pruning
+ * rounds) re-point the model with mf_model_rebind (models/train.h). */
 void mf_model_linear_res(struct mf_session *s, float *y, const float *res, const float *x, int64_t ldx,
                          const struct mf_linear *lin, int64_t T, const int32_t *row_valid);
 void mf_model_linear(struct mf_session *s, float *y, const float *x, int64_t ldx, const struct mf_linear *lin,

@@ -196,20 +196,20 @@ enum mf_status mf_vit_backward(struct mf_session *s, const struct mf_vit *vit, c
         const struct mf_vit_layer *L = &vit->layers[l];
         const struct mf_vit_layer_acts *La = &A->layers[l];
         /* x_out = xm + fc2(act(fc1(LN2(xm)))) */
-        mf_linear_backward(pool, dff, grad_of(g, L->fc2.wi), grad_of(g, L->fc2.bi), dx, La->ff, F, mf_session_linear_w(s, &L->fc2), BN, F, d);
+        mf_linear_backward(pool, dff, grad_of(g, L->fc2.wi), grad_of(g, L->fc2.bi), dx, La->ff, F, L->fc2.w, BN, F, d);
         act_backward(pool, c->act, dff, dff, La->ff_pre, BN * F);
-        mf_linear_backward(pool, dh_, grad_of(g, L->fc1.wi), grad_of(g, L->fc1.bi), dff, La->h2, d, mf_session_linear_w(s, &L->fc1), BN, d, F);
+        mf_linear_backward(pool, dh_, grad_of(g, L->fc1.wi), grad_of(g, L->fc1.bi), dff, La->h2, d, L->fc1.w, BN, d, F);
         mf_layernorm_backward(pool, dt, grad_of(g, L->ln2.wi), grad_of(g, L->ln2.bi), dh_, La->xm, L->ln2.w, La->mean2,
                               La->rstd2, BN, d);
         mf_add_forward(pool, dx, dx, dt, BN * d);
         /* xm = x + proj(attn(LN1(x))) */
-        mf_linear_backward(pool, dt, grad_of(g, L->proj.wi), grad_of(g, L->proj.bi), dx, La->ctx, d, mf_session_linear_w(s, &L->proj), BN, d,
+        mf_linear_backward(pool, dt, grad_of(g, L->proj.wi), grad_of(g, L->proj.bi), dx, La->ctx, d, L->proj.w, BN, d,
                            d);
         memset(dqkv, 0, (size_t)(BN * 3 * d) * sizeof(float));
         mf_attention_backward(pool, dqkv, dqkv + d, dqkv + 2 * d, dt, La->att, La->qkv, 3 * d, La->qkv + d, 3 * d,
                               La->qkv + 2 * d, 3 * d, NULL, false, B, N, N, H, dh, scratch);
         if (c->fused_qkv) {
-            mf_linear_backward(pool, dh_, grad_of(g, L->qkv.wi), grad_of(g, L->qkv.bi), dqkv, La->h1, d, mf_session_linear_w(s, &L->qkv), BN,
+            mf_linear_backward(pool, dh_, grad_of(g, L->qkv.wi), grad_of(g, L->qkv.bi), dqkv, La->h1, d, L->qkv.w, BN,
                                d, 3 * d);
         } else {
             const struct mf_linear *lins[3] = {&L->q, &L->k, &L->v};
@@ -217,7 +217,7 @@ enum mf_status mf_vit_backward(struct mf_session *s, const struct mf_vit *vit, c
                 for (int64_t t = 0; t < BN; t++)
                     memcpy(dt + t * d, dqkv + t * 3 * d + j * d, (size_t)d * sizeof(float));
                 mf_linear_backward(pool, j == 0 ? dh_ : dsep, grad_of(g, lins[j]->wi), grad_of(g, lins[j]->bi), dt,
-                                   La->h1, d, mf_session_linear_w(s, lins[j]), BN, d, d);
+                                   La->h1, d, lins[j]->w, BN, d, d);
                 if (j > 0)
                     mf_add_forward(pool, dh_, dh_, dsep, BN * d);
             }

@@ -16,6 +16,7 @@
 #include "io/annotations.h"
 #include "multiflow/eval.h"
 #include "prune/gradient.h"
+#include "models/train.h"
 
 struct mf_grad_stream {
     struct mf_session *s;
@@ -124,8 +125,16 @@ enum mf_status mf_grad_stream_mean(struct mf_grad_stream *gs, const float *const
     const unsigned sel = mf_losses_selected(gs->L);
     if (n <= 0)
         n = gs->n_batches;
-    const float *const *saved = s->w_override;
-    s->w_override = w_override;
+    /* Masked (or otherwise replaced) weights: re-point the model for the duration of the call and
+     * restore its own pointers after (models/train.h mf_model_rebind, shared with fine-tuning). */
+    struct mf_model *mm = (struct mf_model *)gs->m;
+    const float **saved = NULL;
+    if (w_override) {
+        if (!(saved = mf_malloc(mm->n_tensors * sizeof *saved)))
+            return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+        memcpy(saved, mm->w32, mm->n_tensors * sizeof *saved);
+        mf_model_rebind(mm, w_override);
+    }
     mf_grads_zero(gs->g);
     double sum[3] = {0, 0, 0};
     struct mf_progress pg;
@@ -182,7 +191,10 @@ enum mf_status mf_grad_stream_mean(struct mf_grad_stream *gs, const float *const
 fail:
     if (gs->label)
         mf_progress_end(&pg);
-    s->w_override = saved;
+    if (saved) {
+        mf_model_rebind(mm, saved);
+        mf_free(saved);
+    }
     return st;
 }
 

@@ -49,7 +49,8 @@ void mf_grad_stream_rewind(struct mf_grad_stream *gs);
 unsigned mf_grad_stream_losses(const struct mf_grad_stream *gs);
 
 /* Zeroes the gradient block, runs the next n batches (n = 0: one pass) with the model-indexed
- * weight override table w_override ((n_tensors), see struct mf_session; NULL = model weights),
+ * weight override table w_override ((n_tensors) indexed by gradient owner, as mf_model_rebind in
+ * models/train.h takes it; NULL = model weights; the model's own pointers are restored after),
  * and divides the prunable tensors' gradients by n. mean (may be NULL) receives the mean loss
  * values. A non-finite prunable gradient is MF_ERR_NUMERIC naming the tensor. */
 enum mf_status mf_grad_stream_mean(struct mf_grad_stream *gs, const float *const *w_override, int64_t n,
