@@ -17,88 +17,13 @@
 #include "multiflow/prune.h"
 #include "multiflow/safetensors.h"
 #include "prune/output.h"
-
-/* The mask governing model tensor i: its own, or that of the tensor it is tied to. */
-static const uint8_t *mask_of(const struct mf_model *m, const uint8_t *const *masks, size_t i)
-{
-    const struct mf_model_tensor *t = mf_model_tensor_at(m, i);
-    if (masks[i])
-        return masks[i];
-    if (t->tied_to >= 0)
-        return masks[t->tied_to];
-    return NULL;
-}
-
-static int entry_index(const struct mf_model *m, const struct mf_st_entry *e)
-{
-    for (size_t i = 0; i < m->n_tensors; i++)
-        if (mf_checkpoint_at(m->ck, i, NULL) == e)
-            return (int)i;
-    return -1;
-}
+#include "prune/write_values.h"
 
 enum mf_status mf_prune_write_checkpoint(const struct mf_model *m, const uint8_t *const *masks, const char *dir,
                                          const char *const *meta, size_t n_meta, struct mf_err *err)
 {
-    enum mf_status st = MF_OK;
-    size_t n_shards = mf_checkpoint_shard_count(m->ck);
-    bool single_file = !mf_fs_is_dir(m->path);
-    void **bufs = mf_calloc(m->n_tensors ? m->n_tensors : 1, sizeof *bufs);
-    if (!bufs)
-        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
-
-    for (size_t sh = 0; sh < n_shards && !st; sh++) {
-        const struct mf_safetensors *in = mf_checkpoint_shard(m->ck, sh);
-        char out[MF_PATH_MAX];
-        const char *base = single_file ? "model.safetensors" : mf_fs_basename(mf_safetensors_path(in));
-        if (!mf_fs_join(out, sizeof out, dir, base)) {
-            st = mf_err_set(err, MF_ERR_ARG, "%s: output path too long", dir);
-            break;
-        }
-        struct mf_st_writer *w = NULL;
-        if ((st = mf_st_writer_create(out, &w, err)))
-            break;
-        for (size_t k = 0; k < mf_safetensors_meta_count(in) && !st; k++) {
-            const char *val, *key = mf_safetensors_meta_at(in, k, &val);
-            bool overridden = false;
-            for (size_t q = 0; q < n_meta; q++)
-                overridden |= strcmp(meta[2 * q], key) == 0;
-            if (!overridden)
-                st = mf_st_writer_meta(w, key, val, err);
-        }
-        for (size_t q = 0; q < n_meta && !st; q++)
-            st = mf_st_writer_meta(w, meta[2 * q], meta[2 * q + 1], err);
-        for (size_t k = 0; k < mf_safetensors_count(in) && !st; k++) {
-            const struct mf_st_entry *e = mf_safetensors_at(in, k);
-            int idx = entry_index(m, e);
-            const uint8_t *mask = idx >= 0 ? mask_of(m, masks, (size_t)idx) : NULL;
-            const void *data = e->data;
-            if (mask) {
-                size_t es = mf_dtype_size(e->dtype), n = e->nbytes / es;
-                unsigned char *copy = mf_malloc(e->nbytes);
-                if (!copy) {
-                    st = mf_err_set(err, MF_ERR_NOMEM, "out of memory copying tensor '%s'", e->name);
-                    break;
-                }
-                memcpy(copy, e->data, e->nbytes);
-                for (size_t j = 0; j < n; j++)
-                    if (!mask[j])
-                        memset(copy + j * es, 0, es);
-                bufs[idx] = copy;
-                data = copy;
-            }
-            st = mf_st_writer_add(w, e->name, e->dtype, e->ndim, e->shape, data, err);
-        }
-        if (st)
-            mf_st_writer_abort(w);
-        else
-            st = mf_st_writer_commit(w, err);
-        for (size_t i = 0; i < m->n_tensors; i++) {
-            mf_free(bufs[i]);
-            bufs[i] = NULL;
-        }
-    }
-    mf_free(bufs);
+    /* masks only: the general writer (prune/write_values.c) with no new values */
+    enum mf_status st = mf_prune_write_values(m, NULL, masks, dir, meta, n_meta, err);
     if (st)
         return st;
     return mf_prune_copy_side_files(m, dir, err);
