@@ -69,6 +69,9 @@ struct fill {
     float *dst;        /* (total) in selection order */
     uint64_t seed;
     int what;          /* 0 weights, 1 gradient row */
+    float gscale;      /* gradient rows: noise scale */
+    int64_t spike_every; /* gradient rows: every this many columns (hashed) a shared spike; 0 none */
+    float spike;       /* its value */
 };
 
 static void fill_kernel(void *arg, int ith, int nth)
@@ -80,13 +83,15 @@ static void fill_kernel(void *arg, int ith, int nth)
         int64_t j0, j1;
         mf_split_range(n, ith, nth, &j0, &j1);
         float *d = F->dst + off;
-        const float scale = F->what == 0 ? 0.02f * (0.6f + 0.1f * (float)(i % 9)) : 1e-3f;
+        const float scale = F->what == 0 ? 0.02f * (0.6f + 0.1f * (float)(i % 9)) : F->gscale;
         for (int64_t j = j0; j < j1; j++) {
             uint64_t col = (uint64_t)(off + j);
             float v = pseudo_normal(F->seed * 0x100000000ull + col);
             if (F->what == 1)
                 v = 0.5f * pseudo_normal(0xc0ffee0000000000ull + col) + v; /* shared mean + row noise */
             d[j] = scale * v;
+            if (F->what == 1 && F->spike_every > 0 && mix64(0x5b1e000000000000ull + col) % (uint64_t)F->spike_every == 0)
+                d[j] += (mix64(col) & 1 ? F->spike : -F->spike) * (1.0f + 0.1f * v);
         }
         off += n;
     }
@@ -108,6 +113,8 @@ struct synth {
     const float **gv;  /* (set order) views into g */
     uint64_t calls;
     double gen_s;
+    float gscale, spike;
+    int64_t spike_every;
 };
 
 static enum mf_status synth_grad(void *ud, const float *const *w_eff, int64_t n_batches, const float **g,
@@ -118,7 +125,7 @@ static enum mf_status synth_grad(void *ud, const float *const *w_eff, int64_t n_
     (void)err;
     struct synth *sy = ud;
     double t0 = mf_time_now();
-    struct fill F = {sy->set, sy->g, 1000 + sy->calls++, 1};
+    struct fill F = {sy->set, sy->g, 1000 + sy->calls++, 1, sy->gscale, sy->spike_every, sy->spike};
     mf_pool_run(sy->pool, fill_kernel, &F);
     for (size_t i = 0; i < sy->set->n; i++)
         g[i] = sy->gv[i];
@@ -129,7 +136,8 @@ static enum mf_status synth_grad(void *ud, const float *const *w_eff, int64_t n_
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_chita [--rows 16] [--tmp DIR] [--sparsity 0.63] [--threads 2] [--layers 12]\n"
-                    "                   [--mode chita|chitapp] [--rounds 2] [--window-mb 256] [--inplace]\n");
+                    "                   [--mode chita|chitapp] [--rounds 2] [--window-mb 256] [--inplace]\n"
+                    "                   [--grad-scale 1e-3] [--spike VALUE EVERY]\n");
 }
 
 int main(int argc, char **argv)
@@ -137,6 +145,8 @@ int main(int argc, char **argv)
     int64_t n_rows = 16, rounds = 2;
     int threads = 2, layers = BENCH_LAYERS, inplace = 0, plus = 0;
     double s = 0.63, window_mb = 0;
+    float gscale = 1e-3f, spike = 0;
+    int64_t spike_every = 0;
     const char *tmp = "/tmp";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--rows") == 0 && i + 1 < argc)
@@ -151,7 +161,12 @@ int main(int argc, char **argv)
             layers = atoi(argv[++i]);
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
             rounds = atoll(argv[++i]);
-        else if (strcmp(argv[i], "--window-mb") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--grad-scale") == 0 && i + 1 < argc)
+            gscale = (float)atof(argv[++i]);
+        else if (strcmp(argv[i], "--spike") == 0 && i + 2 < argc) {
+            spike = (float)atof(argv[++i]);
+            spike_every = atoll(argv[++i]);
+        } else if (strcmp(argv[i], "--window-mb") == 0 && i + 1 < argc)
             window_mb = atof(argv[++i]);
         else if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc) {
             const char *m = argv[++i];
@@ -230,7 +245,7 @@ int main(int argc, char **argv)
     struct mf_chita_rows *rows = NULL;
 
     double t0 = mf_time_now();
-    struct fill F = {&set, w, 1, 0};
+    struct fill F = {&set, w, 1, 0, 0, 0, 0};
     mf_pool_run(pool, fill_kernel, &F);
     memset(mk, 0, (size_t)set.total);
     if (!inplace)
@@ -246,7 +261,7 @@ int main(int argc, char **argv)
         t_put = t_create;
         for (int64_t r = 0; r < n_rows; r++) {
             double a = mf_time_now();
-            struct fill FG = {&set, g, 1000 + (uint64_t)r, 1};
+            struct fill FG = {&set, g, 1000 + (uint64_t)r, 1, gscale, spike_every, spike};
             mf_pool_run(pool, fill_kernel, &FG);
             double b = mf_time_now();
             if (mf_chita_rows_put(rows, r, &set, gv, NULL, &err) != MF_OK)
@@ -269,7 +284,7 @@ int main(int argc, char **argv)
         mf_chita_rows_free(rows);
         rows = NULL;
     } else {
-        struct synth sy = {&set, pool, g, gv, 0, 0};
+        struct synth sy = {&set, pool, g, gv, 0, 0, gscale, spike, spike_every};
         struct mf_grad_source src = {synth_grad, &sy, n_rows};
         t0 = mf_time_now();
         if (mf_chita_run(pool, &set, s, rounds, n_rows, tmp, &o, &src, masks, w_new, &info, &err) != MF_OK)
