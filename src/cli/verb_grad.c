@@ -89,7 +89,7 @@ int verb_grad(int argc, char **argv)
             break;
         case OPT_SEED: {
             int64_t v;
-            if (!cli_parse_int("--seed", optarg, 0, INT64_MAX, &v))
+            if (!cli_parse_int("seed", optarg, 0, INT64_MAX, &v))
                 return 2;
             lo.seed = (uint64_t)v;
             break;
