@@ -88,8 +88,12 @@ double mf_test_compare(const char *label, const float *got, const float *want, i
 {
     double max_abs = 0, max_rel = 0;
     for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - (double)want[i]);
-        double r = d / fmax(fabs((double)want[i]), floor);
+        /* the arrays may point into safetensors mappings that are only 2-byte aligned */
+        float g, w;
+        memcpy(&g, got + i, sizeof g);
+        memcpy(&w, want + i, sizeof w);
+        double d = fabs((double)g - (double)w);
+        double r = d / fmax(fabs((double)w), floor);
         if (d > max_abs)
             max_abs = d;
         if (r > max_rel || isnan(r))

@@ -182,11 +182,9 @@ int verb_finetune(int argc, char **argv)
                 return cli_usage_error("finetune", "--itm-negatives: expected sample or hardest, got '%s'", optarg);
             break;
         default: {
-            int r = cli_common_option(&c, opt, optarg);
-            if (r < 0)
-                return 2;
-            if (r == 0)
-                return cli_usage_error("finetune", "unknown option");
+            int rc = cli_common_or_usage(&c, opt, optarg, "finetune");
+            if (rc)
+                return rc;
         }
         }
     }
@@ -222,10 +220,8 @@ int verb_finetune(int argc, char **argv)
     bool lf_open = false;
     json_t *steps_json = NULL;
 
-    if (mf_annotations_load(data, root, &ann, &err) || (c.pairs > 0 && mf_annotations_truncate(ann, c.pairs, &err))) {
-        cli_error("%s", err.msg);
+    if (!(ann = cli_load_annotations(&c, data, root)))
         goto done;
-    }
     const int64_t B = c.batch, n_pairs = ann->n_pairs, T = c.max_tokens;
     const int64_t per_epoch = n_pairs / B;
     if (per_epoch < 1) {

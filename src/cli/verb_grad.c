@@ -95,11 +95,9 @@ int verb_grad(int argc, char **argv)
             break;
         }
         default: {
-            int r = cli_common_option(&c, opt, optarg);
-            if (r < 0)
-                return 2;
-            if (r == 0)
-                return cli_usage_error("grad", "unknown option");
+            int rc = cli_common_or_usage(&c, opt, optarg, "grad");
+            if (rc)
+                return rc;
         }
         }
     }
@@ -119,10 +117,8 @@ int verb_grad(int argc, char **argv)
     struct mf_st_writer *w = NULL;
     char buf[64], num[64];
 
-    if (mf_annotations_load(data, root, &ann, &err) || (c.pairs > 0 && mf_annotations_truncate(ann, c.pairs, &err))) {
-        cli_error("%s", err.msg);
+    if (!(ann = cli_load_annotations(&c, data, root)))
         goto done;
-    }
     if (!(m = cli_load_model(&c)))
         goto done;
     struct mf_grad_stream_opts so = {lo, c.batch, c.max_tokens, "grad"};

@@ -361,11 +361,9 @@ int verb_prune(int argc, char **argv)
                 return 2;
             break;
         default: {
-            int r = cli_common_option(&c, opt, optarg);
-            if (r < 0)
-                return 2;
-            if (r == 0)
-                return cli_usage_error("prune", "unknown option");
+            int rc = cli_common_or_usage(&c, opt, optarg, "prune");
+            if (rc)
+                return rc;
         }
         }
     }
@@ -465,11 +463,8 @@ int verb_prune(int argc, char **argv)
     memset(runs, 0, sizeof runs);
 
     double t0 = mf_time_now();
-    if (data && (mf_annotations_load(data, root, &ann, &err) ||
-                 (c.pairs > 0 && mf_annotations_truncate(ann, c.pairs, &err)))) {
-        cli_error("%s", err.msg);
+    if (data && !(ann = cli_load_annotations(&c, data, root)))
         goto done;
-    }
     if (!(m = cli_load_model(&c)))
         goto done;
     double t_load = mf_time_now() - t0, t_calib = 0;
