@@ -4,7 +4,8 @@
  *
  * What it does: fills the weights with seeded pseudo-normal values scaled per tensor, writes R
  * (default 16) seeded pseudo-random gradient rows (a shared mean plus per-row noise, so that the
- * column sums are not pure noise) through mf_chita_rows_create/mf_chita_rows_put into a row file
+ * column sums are not pure noise; --spike adds rare shared large values on small weights, which
+ * sends the global step into its line search) through mf_chita_rows_create/mf_chita_rows_put into a row file
  * in --tmp, then runs one mf_chita_solve at --sparsity (0.63) -- or, with --mode chitapp, the
  * whole mf_chita_run with --rounds rounds of R rows each from a synthetic gradient source -- and
  * prints one "RESULT" line: wall time per phase, row-file bytes (reserved and the free-space drop
@@ -72,6 +73,7 @@ struct fill {
     float gscale;      /* gradient rows: noise scale */
     int64_t spike_every; /* gradient rows: every this many columns (hashed) a shared spike; 0 none */
     float spike;       /* its value */
+    const float *w;    /* (total) gradient rows: spikes only where |w| < 0.25 x the tensor's scale */
 };
 
 static void fill_kernel(void *arg, int ith, int nth)
@@ -90,7 +92,9 @@ static void fill_kernel(void *arg, int ith, int nth)
             if (F->what == 1)
                 v = 0.5f * pseudo_normal(0xc0ffee0000000000ull + col) + v; /* shared mean + row noise */
             d[j] = scale * v;
-            if (F->what == 1 && F->spike_every > 0 && mix64(0x5b1e000000000000ull + col) % (uint64_t)F->spike_every == 0)
+            const float wscale = 0.02f * (0.6f + 0.1f * (float)(i % 9));
+            if (F->what == 1 && F->spike_every > 0 && mix64(0x5b1e000000000000ull + col) % (uint64_t)F->spike_every == 0 &&
+                fabsf(F->w[off + j]) < 0.25f * wscale)
                 d[j] += (mix64(col) & 1 ? F->spike : -F->spike) * (1.0f + 0.1f * v);
         }
         off += n;
@@ -115,6 +119,7 @@ struct synth {
     double gen_s;
     float gscale, spike;
     int64_t spike_every;
+    const float *w;
 };
 
 static enum mf_status synth_grad(void *ud, const float *const *w_eff, int64_t n_batches, const float **g,
@@ -125,7 +130,7 @@ static enum mf_status synth_grad(void *ud, const float *const *w_eff, int64_t n_
     (void)err;
     struct synth *sy = ud;
     double t0 = mf_time_now();
-    struct fill F = {sy->set, sy->g, 1000 + sy->calls++, 1, sy->gscale, sy->spike_every, sy->spike};
+    struct fill F = {sy->set, sy->g, 1000 + sy->calls++, 1, sy->gscale, sy->spike_every, sy->spike, sy->w};
     mf_pool_run(sy->pool, fill_kernel, &F);
     for (size_t i = 0; i < sy->set->n; i++)
         g[i] = sy->gv[i];
@@ -245,7 +250,7 @@ int main(int argc, char **argv)
     struct mf_chita_rows *rows = NULL;
 
     double t0 = mf_time_now();
-    struct fill F = {&set, w, 1, 0, 0, 0, 0};
+    struct fill F = {&set, w, 1, 0, 0, 0, 0, NULL};
     mf_pool_run(pool, fill_kernel, &F);
     memset(mk, 0, (size_t)set.total);
     if (!inplace)
@@ -261,7 +266,7 @@ int main(int argc, char **argv)
         t_put = t_create;
         for (int64_t r = 0; r < n_rows; r++) {
             double a = mf_time_now();
-            struct fill FG = {&set, g, 1000 + (uint64_t)r, 1, gscale, spike_every, spike};
+            struct fill FG = {&set, g, 1000 + (uint64_t)r, 1, gscale, spike_every, spike, w};
             mf_pool_run(pool, fill_kernel, &FG);
             double b = mf_time_now();
             if (mf_chita_rows_put(rows, r, &set, gv, NULL, &err) != MF_OK)
@@ -284,7 +289,7 @@ int main(int argc, char **argv)
         mf_chita_rows_free(rows);
         rows = NULL;
     } else {
-        struct synth sy = {&set, pool, g, gv, 0, 0, gscale, spike, spike_every};
+        struct synth sy = {&set, pool, g, gv, 0, 0, gscale, spike, spike_every, w};
         struct mf_grad_source src = {synth_grad, &sy, n_rows};
         t0 = mf_time_now();
         if (mf_chita_run(pool, &set, s, rounds, n_rows, tmp, &o, &src, masks, w_new, &info, &err) != MF_OK)

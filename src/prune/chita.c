@@ -57,6 +57,8 @@
 
 #define CHITA_SEARCH_ITERS 10 /* the reference's sea_max_itr */
 #define CHITA_HALVINGS 100
+#define CHITA_GROUP 4         /* line-search objectives evaluated per pass over the row file (at most 4:
+                                 pass_kernel keeps their v vectors in 4 block scratch arrays) */
 
 /* ---- the row file -------------------------------------------------------------------------- */
 
@@ -614,9 +616,12 @@ enum pass_kind { PASS_XG, PASS_OBJ, PASS_BLOCKS };
 struct pass {
     struct solver *S;
     enum pass_kind kind;
-    double L;                 /* PASS_OBJ: b = keep ? w - L alpha : 0 */
-    const uint8_t *const *keep; /* PASS_XG / PASS_OBJ support */
-    double *part;             /* (blocks in window, n + 2) per-block partial sums */
+    double L;                 /* PASS_BLOCKS: the global step */
+    const uint8_t *const *keep; /* PASS_XG support */
+    int n_obj;                /* PASS_OBJ: objectives evaluated in this pass (1..CHITA_GROUP) */
+    double obj_L[CHITA_GROUP];            /* b_q = keep_q ? w - L_q alpha : 0 */
+    const uint64_t *obj_keep[CHITA_GROUP]; /* (ceil(p / 64)) keep_q as bits, column order */
+    double *part;             /* (blocks in window, n_obj, n + 2) per-block partial sums */
     struct scratch *sc;       /* (threads) */
     atomic_llong next;
     atomic_int failed_block;  /* -1, or a block whose solve failed */
@@ -636,32 +641,59 @@ static void pass_kernel(void *arg, int ith, int nth)
         const int64_t len = bl->c1 - bl->c0, wo = bl->c0 - S->win.c0;
         const float *w = S->w[bl->t] + bl->l0;
         const double *al = S->alpha + bl->c0;
-        if (P->kind != PASS_BLOCKS) {
+        if (P->kind == PASS_XG) {
             const uint8_t *keep = P->keep[bl->t] + bl->l0;
-            double *part = P->part + (b - S->win.b0) * (n + 2); /* (n) A v, then ||b - w||^2, alpha.b */
-            double d2 = 0, ab = 0;
+            double *part = P->part + (b - S->win.b0) * (n + 2); /* (n) A v, then 0, 0 */
             for (int64_t i = 0; i < n; i++) {
                 const float *row = S->win.row[i] + wo;
                 double s = 0;
                 for (int64_t j = 0; j < len; j++) {
-                    double v;
-                    if (P->kind == PASS_XG)
-                        v = keep[j] ? al[j] : 0;
-                    else
-                        v = keep[j] ? P->L * al[j] : w[j];
+                    double v = keep[j] ? al[j] : 0;
                     s += (double)row[j] * v;
                 }
                 part[i] = s;
             }
-            if (P->kind == PASS_OBJ)
+            part[n] = 0;
+            part[n + 1] = 0;
+            continue;
+        }
+        if (P->kind == PASS_OBJ) {
+            /* every objective q of the group from one read of the window; each q sums in the same
+             * order as a pass of its own would (columns ascending), so the bits do not depend on
+             * the group size */
+            const int Q = P->n_obj;
+            double *part = P->part + (b - S->win.b0) * Q * (n + 2); /* (Q, n + 2): A v_q, ||b_q - w||^2, alpha.b_q */
+            /* v_q = keep_q ? L_q alpha : w (so that A v_q = A (w - b_q)), once per block in the
+             * thread's block scratch (four len arrays unused by this pass) */
+            struct scratch *sc = &P->sc[ith];
+            double *vq[CHITA_GROUP] = {sc->beta, sc->grad, sc->bt, sc->best};
+            for (int q = 0; q < Q; q++) {
+                double d2 = 0, ab = 0;
                 for (int64_t j = 0; j < len; j++) {
-                    double bj = keep[j] ? (double)w[j] - P->L * al[j] : 0;
+                    const uint64_t c = (uint64_t)(bl->c0 + j);
+                    const bool kq = (P->obj_keep[q][c >> 6] >> (c & 63)) & 1;
+                    vq[q][j] = kq ? P->obj_L[q] * al[j] : w[j];
+                    double bj = kq ? (double)w[j] - P->obj_L[q] * al[j] : 0;
                     double d = bj - w[j];
                     d2 += d * d;
                     ab += al[j] * bj;
                 }
-            part[n] = d2;
-            part[n + 1] = ab;
+                part[q * (n + 2) + n] = d2;
+                part[q * (n + 2) + n + 1] = ab;
+            }
+            double s[CHITA_GROUP];
+            for (int64_t i = 0; i < n; i++) {
+                const float *row = S->win.row[i] + wo;
+                for (int q = 0; q < Q; q++)
+                    s[q] = 0;
+                for (int64_t j = 0; j < len; j++) {
+                    const double x = (double)row[j];
+                    for (int q = 0; q < Q; q++)
+                        s[q] += x * vq[q][j];
+                }
+                for (int q = 0; q < Q; q++)
+                    part[q * (n + 2) + i] = s[q];
+            }
             continue;
         }
         /* PASS_BLOCKS: the global support sits in masks */
@@ -705,14 +737,15 @@ static void pass_kernel(void *arg, int ith, int nth)
     }
 }
 
-/* Runs one pass over the row file, window by window. PASS_XG/OBJ reduce into red (n + 2) in
- * block order (thread-count independent). */
+/* Runs one pass over the row file, window by window. PASS_XG/OBJ reduce into red ((n + 2), times
+ * n_obj for PASS_OBJ) in block order (thread-count independent). */
 static enum mf_status run_pass(struct mf_pool *pool, struct pass *P, double *red, struct mf_err *err)
 {
     struct solver *S = P->S;
     enum mf_status st = MF_OK;
+    const int64_t width = (P->kind == PASS_OBJ ? P->n_obj : 1) * (S->n + 2);
     if (red)
-        memset(red, 0, (size_t)(S->n + 2) * sizeof *red);
+        memset(red, 0, (size_t)width * sizeof *red);
     for (int64_t b0 = 0; b0 < S->n_blocks && !st; b0 = S->win.b1) {
         if ((st = map_window(S, b0, err)))
             break;
@@ -721,8 +754,8 @@ static enum mf_status run_pass(struct mf_pool *pool, struct pass *P, double *red
         mf_pool_run(pool, pass_kernel, P);
         if (red)
             for (int64_t b = S->win.b0; b < S->win.b1; b++)
-                for (int64_t i = 0; i < S->n + 2; i++)
-                    red[i] += P->part[(b - S->win.b0) * (S->n + 2) + i];
+                for (int64_t i = 0; i < width; i++)
+                    red[i] += P->part[(b - S->win.b0) * width + i];
         unmap_window(S);
         int fb = atomic_load(&P->failed_block);
         if (fb >= 0)
@@ -793,6 +826,24 @@ static bool global_cond(struct mf_pool *pool, struct gsel *G, double L, const ui
     return mi >= mo - 1e-10;
 }
 
+/* keep (set order, bytes 0/1) -> bits (ceil(p / 64) words, column order) and back. */
+static void pack_bits(const struct mf_prune_set *set, const uint8_t *const *keep, uint64_t *bits)
+{
+    memset(bits, 0, (size_t)((set->total + 63) / 64) * sizeof *bits);
+    uint64_t c = 0;
+    for (size_t i = 0; i < set->n; i++)
+        for (int64_t j = 0; j < set->t[i].n; j++, c++)
+            bits[c >> 6] |= (uint64_t)(keep[i][j] != 0) << (c & 63);
+}
+
+static void unpack_bits(const struct mf_prune_set *set, const uint64_t *bits, uint8_t *const *keep)
+{
+    uint64_t c = 0;
+    for (size_t i = 0; i < set->n; i++)
+        for (int64_t j = 0; j < set->t[i].n; j++, c++)
+            keep[i][j] = (uint8_t)((bits[c >> 6] >> (c & 63)) & 1);
+}
+
 static enum mf_status global_select(struct mf_pool *pool, struct gsel *G, double L, int64_t k_prune,
                                     const int64_t *lens, const char *const *names, uint8_t *const *keep,
                                     struct mf_err *err)
@@ -828,6 +879,8 @@ enum mf_status mf_chita_solve(struct mf_pool *pool, const struct mf_prune_set *s
     const char **names = NULL;
     const float **wv = NULL;
     double *red = NULL;
+    uint64_t *bits_block = NULL;  /* (CHITA_GROUP, ceil(p / 64)) line-search candidate supports */
+    uint64_t *bits[CHITA_GROUP];
     int nth = pool ? mf_pool_size(pool) : 1;
     memset(info, 0, sizeof *info);
 
@@ -865,13 +918,14 @@ enum mf_status mf_chita_solve(struct mf_pool *pool, const struct mf_prune_set *s
     S.alpha = mf_malloc((size_t)S.p * sizeof *S.alpha);
     score_block = mf_malloc((size_t)S.p * sizeof *score_block);
     cand_block = mf_malloc((size_t)S.p);
-    red = mf_malloc((size_t)(S.n + 2) * sizeof *red);
+    red = mf_malloc((size_t)CHITA_GROUP * (size_t)(S.n + 2) * sizeof *red);
+    bits_block = mf_malloc((size_t)CHITA_GROUP * (size_t)((S.p + 63) / 64) * sizeof *bits_block);
     S.win.map = mf_calloc((size_t)S.n, sizeof *S.win.map);
     S.win.len = mf_calloc((size_t)S.n, sizeof *S.win.len);
     S.win.row = mf_calloc((size_t)S.n, sizeof *S.win.row);
     P.sc = mf_calloc((size_t)nth, sizeof *P.sc);
     if (!wv || !lens || !names || !score || !cand || !S.alpha || !score_block || !cand_block || !red || !S.win.map ||
-        !S.win.len || !S.win.row || !P.sc) {
+        !S.win.len || !S.win.row || !P.sc || !bits_block) {
         st = mf_err_set(err, MF_ERR_NOMEM, "chita: out of memory for the state of %lld weights", (long long)S.p);
         goto fail;
     }
@@ -885,6 +939,8 @@ enum mf_status mf_chita_solve(struct mf_pool *pool, const struct mf_prune_set *s
         off += set->t[i].n;
     }
     S.w = wv;
+    for (int q = 0; q < CHITA_GROUP; q++)
+        bits[q] = bits_block + (size_t)q * (size_t)((S.p + 63) / 64);
     double anorm = 0;
     for (int64_t j = 0; j < S.p; j++) {
         S.alpha[j] = rows->colsum[j] / o->batch_size;
@@ -900,7 +956,7 @@ enum mf_status mf_chita_solve(struct mf_pool *pool, const struct mf_prune_set *s
     for (int64_t b = 0; b < S.n_blocks; b++)
         min_len = MF_MIN(min_len, S.blocks[b].c1 - S.blocks[b].c0);
     int64_t max_wb = MF_MIN(S.n_blocks, S.win_cols / MF_MAX(min_len, 1) + 1);
-    P.part = mf_malloc((size_t)max_wb * (size_t)(S.n + 2) * sizeof *P.part);
+    P.part = mf_malloc((size_t)max_wb * CHITA_GROUP * (size_t)(S.n + 2) * sizeof *P.part);
     if (!P.part) {
         st = mf_err_set(err, MF_ERR_NOMEM, "chita: out of memory");
         goto fail;
@@ -943,36 +999,71 @@ enum mf_status mf_chita_solve(struct mf_pool *pool, const struct mf_prune_set *s
             L = t / 2;
             for (int it = 0; it < CHITA_HALVINGS && !global_cond(pool, &G, L, (const uint8_t *const *)masks); it++)
                 L /= 2;
-            /* start: w on S0 (L = 0) */
-            P.kind = PASS_OBJ;
-            P.L = 0;
-            if ((st = run_pass(pool, &P, red, err)))
-                goto fail;
-            double rr = 0;
-            for (int64_t i = 0; i < S.n; i++)
-                rr += red[i] * red[i];
-            double f_best = 0.5 * rr + S.lam2 * red[S.n] + red[S.n + 1];
-            double best_L = 0;
+            /* the start (w on S0, L = 0), then the tries L, 2L, 4L, ... until f stops decreasing:
+             * CHITA_GROUP candidate supports are selected ahead and evaluated in one pass over the
+             * row file (the file read dominates); the decisions are then taken in order exactly
+             * as one pass per candidate would take them. A selection error on a candidate the
+             * sequential search would not have reached is reported only if it is reached. */
+            double f_best = 0, best_L = 0, Lnext = L;
+            int done = 0; /* candidates evaluated: the start, then the tries */
+            bool stop = false;
+            struct mf_err pend = {0};
+            enum mf_status pend_st = MF_OK;
             info->branch = 3;
-            for (int it = 0; it < CHITA_SEARCH_ITERS; it++) {
-                if ((st = global_select(pool, &G, L, k_prune, lens, names, cand, err)))
-                    goto fail;
-                P.L = L;
-                P.keep = (const uint8_t *const *)cand;
+            while (!stop && done < 1 + CHITA_SEARCH_ITERS) {
+                int Q = (int)MF_MIN(CHITA_GROUP, 1 + CHITA_SEARCH_ITERS - done);
+                for (int q = 0; q < Q; q++) {
+                    if (done + q == 0) {
+                        P.obj_L[q] = 0;
+                        pack_bits(set, (const uint8_t *const *)masks, bits[q]);
+                    } else {
+                        enum mf_status s2 = global_select(pool, &G, Lnext, k_prune, lens, names, cand, &pend);
+                        if (s2 && q == 0) {
+                            *err = pend;
+                            st = s2;
+                            goto fail;
+                        }
+                        if (s2) {
+                            pend_st = s2;
+                            Q = q;
+                            break;
+                        }
+                        P.obj_L[q] = Lnext;
+                        pack_bits(set, (const uint8_t *const *)cand, bits[q]);
+                        Lnext *= 2;
+                    }
+                    P.obj_keep[q] = bits[q];
+                }
+                P.kind = PASS_OBJ;
+                P.n_obj = Q;
                 if ((st = run_pass(pool, &P, red, err)))
                     goto fail;
-                rr = 0;
-                for (int64_t i = 0; i < S.n; i++)
-                    rr += red[i] * red[i];
-                double f = 0.5 * rr + S.lam2 * red[S.n] + red[S.n + 1];
-                if (!(f < f_best))
-                    break;
-                f_best = f;
-                best_L = L;
-                info->branch = 2;
-                for (size_t i = 0; i < set->n; i++)
-                    memcpy(masks[i], cand[i], (size_t)set->t[i].n);
-                L *= 2;
+                int best_q = -1;
+                for (int q = 0; q < Q; q++) {
+                    const double *rq = red + q * (S.n + 2);
+                    double rr = 0;
+                    for (int64_t i = 0; i < S.n; i++)
+                        rr += rq[i] * rq[i];
+                    double f = 0.5 * rr + S.lam2 * rq[S.n] + rq[S.n + 1];
+                    if (done + q > 0 && !(f < f_best)) {
+                        stop = true;
+                        break;
+                    }
+                    f_best = f;
+                    if (done + q > 0) {
+                        best_L = P.obj_L[q];
+                        best_q = q;
+                        info->branch = 2;
+                    }
+                }
+                if (best_q >= 0)
+                    unpack_bits(set, bits[best_q], masks);
+                done += Q;
+                if (!stop && pend_st) {
+                    *err = pend;
+                    st = pend_st;
+                    goto fail;
+                }
             }
             L = best_L;
         }
@@ -994,6 +1085,7 @@ fail:
     mf_free(S.win.row);
     mf_free(S.blocks);
     mf_free(red);
+    mf_free(bits_block);
     mf_free(cand_block);
     mf_free(score_block);
     mf_free(S.alpha);
