@@ -140,8 +140,7 @@ static enum mf_status bert_run(struct mf_session *s, const struct mf_bert *bert,
 
         /* feed-forward */
         float *ffp = tr ? La->ff_pre : ff, *ffa = tr ? La->ff : ff, *yf = tr ? La->yf : y;
-        mf_model_linear(s, ffp, xc, d, &Ly->inter, BL, mask);
-        mf_gelu_forward(pool, ffa, ffp, BL * c->d_ff);
+        mf_model_ffn_in(s, ffp, ffa, xc, d, &Ly->inter, BL, mask, false);
         mf_model_linear_res(s, yf, xc, ffa, c->d_ff, &Ly->out, BL, mask);
         mf_layernorm_forward(pool, xout, tr ? La->mean_f : NULL, tr ? La->rstd_f : NULL, yf, Ly->ln_out.w,
                              Ly->ln_out.b, BL, d, c->eps);

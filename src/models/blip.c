@@ -533,10 +533,44 @@ void mf_model_linear_res(struct mf_session *s, float *y, const float *res, const
     mf_linear_forward_res(s->pool, y, res, x, ldx, lin->w, lin->b, T, lin->in, lin->out);
 }
 
+void mf_model_linear_nobias(struct mf_session *s, float *y, const float *x, int64_t ldx, const struct mf_linear *lin,
+                            int64_t T, const int32_t *row_valid)
+{
+    if (s->observe && lin->tid >= 0)
+        s->observe(s->observe_ud, lin->tid, x, ldx, T, lin->in, row_valid, s->n_seq);
+    mf_linear_forward(s->pool, y, x, ldx, lin->w, NULL, T, lin->in, lin->out);
+}
+
 void mf_model_linear(struct mf_session *s, float *y, const float *x, int64_t ldx, const struct mf_linear *lin,
                      int64_t T, const int32_t *row_valid)
 {
     mf_model_linear_res(s, y, NULL, x, ldx, lin, T, row_valid);
+}
+
+/* FFN first half: ffa = act(x W^T + b), keeping the pre-activation in ffp when ffp != ffa
+ * (training). The GEMM runs without bias and the bias joins the activation pass (inference: one
+ * fused pass; training: bias add then activation, the same arithmetic, so both give the same bits). */
+void mf_model_ffn_in(struct mf_session *s, float *ffp, float *ffa, const float *x, int64_t ldx,
+                     const struct mf_linear *lin, int64_t T, const int32_t *row_valid, bool quick)
+{
+    mf_model_linear_nobias(s, ffp, x, ldx, lin, T, row_valid);
+    if (!lin->b) {
+        if (quick)
+            mf_quickgelu_forward(s->pool, ffa, ffp, T * lin->out);
+        else
+            mf_gelu_forward(s->pool, ffa, ffp, T * lin->out);
+    } else if (ffp == ffa) {
+        if (quick)
+            mf_bias_quickgelu_forward(s->pool, ffa, lin->b, T, lin->out);
+        else
+            mf_bias_gelu_forward(s->pool, ffa, lin->b, T, lin->out);
+    } else {
+        mf_bias_add_forward(s->pool, ffp, lin->b, T, lin->out);
+        if (quick)
+            mf_quickgelu_forward(s->pool, ffa, ffp, T * lin->out);
+        else
+            mf_gelu_forward(s->pool, ffa, ffp, T * lin->out);
+    }
 }
 
 /* ---- heads: forward (shared by inference and training) and backward ---------------------- */

@@ -155,6 +155,13 @@ static inline const float *mf_model_weight_f32(const struct mf_model *m, size_t 
  * rounds) re-point the model with mf_model_rebind (models/train.h). */
 void mf_model_linear_res(struct mf_session *s, float *y, const float *res, const float *x, int64_t ldx,
                          const struct mf_linear *lin, int64_t T, const int32_t *row_valid);
+/* The same without the bias (the caller adds it, e.g. fused into the activation). */
+void mf_model_linear_nobias(struct mf_session *s, float *y, const float *x, int64_t ldx, const struct mf_linear *lin,
+                            int64_t T, const int32_t *row_valid);
+/* FFN input layer and activation: ffa = act(x W^T + b); ffp keeps the pre-activation when it is a
+ * different buffer (training), else the bias is fused into the activation pass (inference). */
+void mf_model_ffn_in(struct mf_session *s, float *ffp, float *ffa, const float *x, int64_t ldx,
+                     const struct mf_linear *lin, int64_t T, const int32_t *row_valid, bool quick);
 void mf_model_linear(struct mf_session *s, float *y, const float *x, int64_t ldx, const struct mf_linear *lin,
                      int64_t T, const int32_t *row_valid);
 

@@ -17,14 +17,6 @@
 
 #include <string.h>
 
-static void act_forward(struct mf_pool *pool, enum mf_act act, float *y, const float *x, int64_t n)
-{
-    if (act == MF_ACT_GELU)
-        mf_gelu_forward(pool, y, x, n);
-    else
-        mf_quickgelu_forward(pool, y, x, n);
-}
-
 static void act_backward(struct mf_pool *pool, enum mf_act act, float *dx, const float *dy, const float *x,
                          int64_t n)
 {
@@ -133,8 +125,7 @@ static enum mf_status vit_run(struct mf_session *s, const struct mf_vit *vit, co
 
         mf_layernorm_forward(pool, h2, tr ? La->mean2 : NULL, tr ? La->rstd2 : NULL, xm, L->ln2.w, L->ln2.b, BN, d,
                              c->eps);
-        mf_model_linear(s, ffp, h2, d, &L->fc1, BN, NULL);
-        act_forward(pool, c->act, ffa, ffp, BN * c->d_ff);
+        mf_model_ffn_in(s, ffp, ffa, h2, d, &L->fc1, BN, NULL, c->act == MF_ACT_QUICKGELU);
         mf_model_linear_res(s, xout, xm, ffa, c->d_ff, &L->fc2, BN, NULL);
         xcur = xout;
     }

@@ -170,7 +170,7 @@ struct bias_act_arg {
     float *y;         /* (T, C) in place */
     const float *b;   /* (C) */
     int64_t T, C;
-    bool quick;
+    int act;          /* 0 = none (bias add only), 1 = GELU, 2 = QuickGELU */
 };
 
 static void bias_act_kernel(void *p, int ith, int nth)
@@ -184,21 +184,29 @@ static void bias_act_kernel(void *p, int ith, int nth)
 #ifdef MF_NN_AVX2
         for (; i + 8 <= a->C; i += 8) {
             __m256 v = _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(a->b + i));
-            _mm256_storeu_ps(y + i, a->quick ? qgelu8(v) : gelu8(v));
+            _mm256_storeu_ps(y + i, a->act == 2 ? qgelu8(v) : a->act == 1 ? gelu8(v) : v);
         }
 #endif
         for (; i < a->C; i++) {
             float v = y[i] + a->b[i];
-            y[i] = a->quick ? qgelu1(v) : gelu1(v);
+            y[i] = a->act == 2 ? qgelu1(v) : a->act == 1 ? gelu1(v) : v;
         }
     }
+}
+
+void mf_bias_add_forward(struct mf_pool *pool, float *y, const float *b, int64_t T, int64_t C)
+{
+    if (T <= 0 || C <= 0)
+        return;
+    struct bias_act_arg a = {y, b, T, C, 0};
+    mf_pool_run(pool, bias_act_kernel, &a);
 }
 
 void mf_bias_gelu_forward(struct mf_pool *pool, float *y, const float *b, int64_t T, int64_t C)
 {
     if (T <= 0 || C <= 0)
         return;
-    struct bias_act_arg a = {y, b, T, C, false};
+    struct bias_act_arg a = {y, b, T, C, 1};
     mf_pool_run(pool, bias_act_kernel, &a);
 }
 
@@ -207,6 +215,6 @@ void mf_bias_quickgelu_forward(struct mf_pool *pool, float *y, const float *b, i
 {
     if (T <= 0 || C <= 0)
         return;
-    struct bias_act_arg a = {y, b, T, C, true};
+    struct bias_act_arg a = {y, b, T, C, 2};
     mf_pool_run(pool, bias_act_kernel, &a);
 }

@@ -72,6 +72,8 @@ void mf_quickgelu_backward(struct mf_pool *pool, float *dx, const float *dy, con
                            int64_t n);
 /* Fused epilogue of a bias-free GEMM, in place: y[T,C] = act(y + b[C]). For training keep the
  * pre-activation instead (linear with bias, then mf_gelu_forward into another buffer). */
+/* y[T,C] += b[C] (the bias add of a GEMM run without bias; same rounding as the fused forms). */
+void mf_bias_add_forward(struct mf_pool *pool, float *y, const float *b, int64_t T, int64_t C);
 void mf_bias_gelu_forward(struct mf_pool *pool, float *y, const float *b, int64_t T, int64_t C);
 void mf_bias_quickgelu_forward(struct mf_pool *pool, float *y, const float *b, int64_t T,
                                int64_t C);
