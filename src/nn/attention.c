@@ -178,8 +178,10 @@ static void pack_transpose(float *dst, const float *src, int64_t ld, int64_t T, 
 
 /* Softmax of one score row s[0..n) in place over the keys that are allowed: j < jmax and, when
  * km != NULL, km[j] != 0. Entries not allowed become 0; the tail [n, ...) is not touched. When no
- * key is allowed every key of the row is used (what an additive -10000 on all of them gives). */
-static void softmax_row(float *s, int64_t n, int64_t jmax, const float *km)
+ * key is allowed every key of the row is used (what an additive -10000 on all of them gives).
+ * The row is left UNNORMALISED (exp(s - max)); the return value is 1 / sum, which the forward
+ * applies to the 64-wide context row after the P V product instead of to the Tk-wide row. */
+static float softmax_row(float *s, int64_t n, int64_t jmax, const float *km)
 {
     int64_t any = 0;
     if (km) {
@@ -226,11 +228,7 @@ static void softmax_row(float *s, int64_t n, int64_t jmax, const float *km)
         }
         vs = _mm256_add_ps(vs, e);
     }
-    const __m256 vinv = _mm256_set1_ps(1.0f / mf_hsum8(vs));
-    for (int64_t j = 0; j < jv; j += 8)
-        _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), vinv));
-    if (rem)
-        _mm256_maskstore_ps(s + jv, tm, _mm256_mul_ps(_mm256_maskload_ps(s + jv, tm), vinv));
+    const float inv = 1.0f / mf_hsum8(vs);
 #else
     float m = -INFINITY, sum = 0.0f;
     for (int64_t j = 0; j < jmax; j++)
@@ -242,11 +240,23 @@ static void softmax_row(float *s, int64_t n, int64_t jmax, const float *km)
         sum += e;
     }
     const float inv = 1.0f / sum;
-    for (int64_t j = 0; j < jmax; j++)
-        s[j] *= inv;
 #endif
     for (int64_t j = jmax; j < n; j++)
         s[j] = 0.0f;
+    return inv;
+}
+
+/* y[0..n) *= c */
+static void scale_row(float *y, int64_t n, float c)
+{
+    int64_t j = 0;
+#ifdef MF_NN_AVX2
+    const __m256 vc = _mm256_set1_ps(c);
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_loadu_ps(y + j), vc));
+#endif
+    for (; j < n; j++)
+        y[j] *= c;
 }
 
 struct attn_arg {
@@ -295,12 +305,19 @@ static void attn_fwd_kernel(void *p, int ith, int nth)
         float *s = a->att ? a->att + (bh * Tq + i0) * Tk : sbuf; /* (mq, Tk) */
         gemm_small(mq, kend, dh, scale, a->q + (b * Tq + i0) * a->ldq + h * dh, a->ldq, 1, kt, Tk,
                    s, Tk, false);
+        float inv[QB];
         for (int64_t i = 0; i < mq; i++) {
             const int64_t jmax = a->causal ? MF_MIN(Tk, i0 + i + 1) : Tk;
-            softmax_row(s + i * Tk, Tk, jmax, a->key_mask ? km : NULL);
+            inv[i] = softmax_row(s + i * Tk, Tk, jmax, a->key_mask ? km : NULL);
         }
-        gemm_small(mq, dh, kend, 1.0f, s, Tk, 1, a->v + b * Tk * a->ldv + h * dh, a->ldv,
-                   a->out + (b * Tq + i0) * HD + h * dh, HD, false);
+        /* context = (exp-scores V) / sum: the normalisation touches dh values per row, not Tk */
+        float *o = a->out + (b * Tq + i0) * HD + h * dh;
+        gemm_small(mq, dh, kend, 1.0f, s, Tk, 1, a->v + b * Tk * a->ldv + h * dh, a->ldv, o, HD, false);
+        for (int64_t i = 0; i < mq; i++) {
+            scale_row(o + i * HD, dh, inv[i]);
+            if (a->att) /* backward needs the probabilities themselves */
+                scale_row(s + i * Tk, Tk, inv[i]);
+        }
     }
 }
 
