@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "models/losses.h"
 #include "multiflow/model.h"
 
 /* Options every model-running verb accepts. */
@@ -24,12 +25,20 @@ struct cli_common {
     int batch;
     int64_t pairs; /* 0 = all */
     bool json, quiet, progress, no_progress;
+    /* Options several verbs share; a verb accepts them only when its option table includes the
+     * macro (CLI_DATA_OPTIONS, CLI_OUT_OPTIONS, CLI_SEED_OPTION, CLI_LOSS_OPTIONS). */
+    const char *data, *images; /* --data ANN --images ROOT */
+    const char *out;           /* --out PATH */
+    bool force;                /* --force */
+    uint64_t seed;             /* --seed S (also lo.seed) */
+    struct mf_losses_opts lo;  /* --loss, --itm-negatives (losses 0 = every loss the model has) */
 };
 
 /* Long-option ids for the common options (values above 256 so they never clash with short ones). */
 enum {
     OPT_MODEL = 300, OPT_VOCAB, OPT_THREADS, OPT_HEADS, OPT_VISION_HEADS, OPT_TEXT_HEADS, OPT_ITM_TOKEN,
     OPT_CLEAN, OPT_MAX_TOKENS, OPT_BATCH, OPT_PAIRS, OPT_JSON, OPT_QUIET, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_HELP,
+    OPT_DATA, OPT_IMAGES, OPT_OUT, OPT_FORCE, OPT_SEED, OPT_LOSS, OPT_ITM_NEG,
     OPT_VERB_BASE = 400 /* verbs number their own options from here */
 };
 
@@ -43,6 +52,11 @@ enum {
     {"json", no_argument, 0, OPT_JSON}, {"quiet", no_argument, 0, OPT_QUIET},                                   \
     {"progress", no_argument, 0, OPT_PROGRESS}, {"no-progress", no_argument, 0, OPT_NO_PROGRESS},               \
     {"help", no_argument, 0, OPT_HELP}
+
+#define CLI_DATA_OPTIONS {"data", required_argument, 0, OPT_DATA}, {"images", required_argument, 0, OPT_IMAGES}
+#define CLI_OUT_OPTIONS {"out", required_argument, 0, OPT_OUT}, {"force", no_argument, 0, OPT_FORCE}
+#define CLI_SEED_OPTION {"seed", required_argument, 0, OPT_SEED}
+#define CLI_LOSS_OPTIONS {"loss", required_argument, 0, OPT_LOSS}, {"itm-negatives", required_argument, 0, OPT_ITM_NEG}
 
 #define CLI_COMMON_HELP                                                                                        \
     "  --model PATH          checkpoint directory or .safetensors file\n"                                      \

@@ -17,6 +17,7 @@ void cli_common_init(struct cli_common *c)
     c->threads = n > 0 ? (int)(n < 64 ? n : 64) : 1;
     c->max_tokens = 35;
     c->batch = 8;
+    c->lo.negatives = MF_ITM_NEG_SAMPLE;
 }
 
 int cli_error(const char *fmt, ...)
@@ -125,6 +126,33 @@ int cli_common_option(struct cli_common *c, int opt, const char *arg)
         if (!cli_parse_int("pairs", arg, 1, INT64_MAX / 2, &v))
             return -1;
         c->pairs = v;
+        return 1;
+    case OPT_DATA: c->data = arg; return 1;
+    case OPT_IMAGES: c->images = arg; return 1;
+    case OPT_OUT: c->out = arg; return 1;
+    case OPT_FORCE: c->force = true; return 1;
+    case OPT_SEED:
+        if (!cli_parse_int("seed", arg, 0, INT64_MAX, &v))
+            return -1;
+        c->seed = c->lo.seed = (uint64_t)v;
+        return 1;
+    case OPT_LOSS: {
+        struct mf_err err = {0};
+        if (mf_losses_parse(arg, &c->lo.losses, &err) != MF_OK) {
+            fprintf(stderr, "multiflow: --loss: %s\n", err.msg);
+            return -1;
+        }
+        return 1;
+    }
+    case OPT_ITM_NEG:
+        if (strcmp(arg, "sample") == 0)
+            c->lo.negatives = MF_ITM_NEG_SAMPLE;
+        else if (strcmp(arg, "hardest") == 0)
+            c->lo.negatives = MF_ITM_NEG_HARDEST;
+        else {
+            fprintf(stderr, "multiflow: --itm-negatives: expected sample or hardest, got '%s'\n", arg);
+            return -1;
+        }
         return 1;
     case OPT_JSON: c->json = true; return 1;
     case OPT_QUIET: c->quiet = true; return 1;

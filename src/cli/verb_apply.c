@@ -10,7 +10,7 @@
 #include "io/fs.h"
 #include "prune/output.h"
 
-enum { OPT_MASKS = OPT_VERB_BASE, OPT_OUT, OPT_FORCE };
+enum { OPT_MASKS = OPT_VERB_BASE };
 
 static const char help[] =
     "usage: multiflow apply --model PATH --masks FILE --out DIR [--force]\n"
@@ -25,14 +25,11 @@ static const char help[] =
 
 int verb_apply(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+    static const struct option opts[] = {CLI_COMMON_OPTIONS, CLI_OUT_OPTIONS,
                                          {"masks", required_argument, 0, OPT_MASKS},
-                                         {"out", required_argument, 0, OPT_OUT},
-                                         {"force", no_argument, 0, OPT_FORCE},
                                          {0, 0, 0, 0}};
     struct cli_common c;
-    const char *masks_path = NULL, *out = NULL;
-    bool force = false;
+    const char *masks_path = NULL;
     cli_common_init(&c);
     int opt;
     optind = 1;
@@ -40,8 +37,6 @@ int verb_apply(int argc, char **argv)
         switch (opt) {
         case OPT_HELP: fputs(help, stdout); return 0;
         case OPT_MASKS: masks_path = optarg; break;
-        case OPT_OUT: out = optarg; break;
-        case OPT_FORCE: force = true; break;
         default: {
             int rc = cli_common_or_usage(&c, opt, optarg, "apply");
             if (rc)
@@ -49,6 +44,8 @@ int verb_apply(int argc, char **argv)
         }
         }
     }
+    const char *out = c.out;
+    const bool force = c.force;
     if (optind < argc)
         return cli_usage_error("apply", "unexpected argument '%s'", argv[optind]);
     if (!c.model || !masks_path || !out)

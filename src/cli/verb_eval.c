@@ -9,7 +9,7 @@
 #include "io/annotations.h"
 #include "multiflow/eval.h"
 
-enum { OPT_DATA = OPT_VERB_BASE, OPT_IMAGES, OPT_K };
+enum { OPT_K = OPT_VERB_BASE };
 
 static const char help[] =
     "usage: multiflow eval retrieval --model PATH --data ANN --images ROOT [--k 128] [--json] [options]\n"
@@ -24,9 +24,7 @@ static const char help[] =
 
 int verb_eval(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS,
-                                         {"data", required_argument, 0, OPT_DATA},
-                                         {"images", required_argument, 0, OPT_IMAGES},
+    static const struct option opts[] = {CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS,
                                          {"k", required_argument, 0, OPT_K},
                                          {0, 0, 0, 0}};
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -39,7 +37,6 @@ int verb_eval(int argc, char **argv)
     argv++;
 
     struct cli_common c;
-    const char *data = NULL, *root = NULL;
     int64_t k = 128;
     cli_common_init(&c);
     int opt;
@@ -47,8 +44,6 @@ int verb_eval(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_HELP: fputs(help, stdout); return 0;
-        case OPT_DATA: data = optarg; break;
-        case OPT_IMAGES: root = optarg; break;
         case OPT_K:
             if (!cli_parse_int("k", optarg, 0, 1 << 20, &k))
                 return 2;
@@ -60,6 +55,7 @@ int verb_eval(int argc, char **argv)
         }
         }
     }
+    const char *data = c.data, *root = c.images;
     if (optind < argc)
         return cli_usage_error("eval retrieval", "unexpected argument '%s'", argv[optind]);
     if (!c.model || !data)

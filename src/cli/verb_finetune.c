@@ -34,8 +34,8 @@
 #include "prune/write_values.h"
 
 enum {
-    OPT_DATA = OPT_VERB_BASE, OPT_IMAGES, OPT_OUT, OPT_FORCE, OPT_MASKS, OPT_TASK, OPT_STEPS, OPT_EPOCHS, OPT_LR,
-    OPT_WD, OPT_WARMUP, OPT_CLIP, OPT_SEED, OPT_NEG, OPT_LOG
+    OPT_MASKS = OPT_VERB_BASE, OPT_TASK, OPT_STEPS, OPT_EPOCHS, OPT_LR,
+    OPT_WD, OPT_WARMUP, OPT_CLIP, OPT_LOG
 };
 
 static const char help[] =
@@ -106,11 +106,8 @@ static double mean_of(const struct step_log *l, int64_t b, int64_t e)
 
 int verb_finetune(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS,
-                                         {"data", required_argument, 0, OPT_DATA},
-                                         {"images", required_argument, 0, OPT_IMAGES},
-                                         {"out", required_argument, 0, OPT_OUT},
-                                         {"force", no_argument, 0, OPT_FORCE},
+    static const struct option opts[] = {CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS, CLI_OUT_OPTIONS, CLI_SEED_OPTION,
+                                         {"itm-negatives", required_argument, 0, OPT_ITM_NEG},
                                          {"masks", required_argument, 0, OPT_MASKS},
                                          {"task", required_argument, 0, OPT_TASK},
                                          {"steps", required_argument, 0, OPT_STEPS},
@@ -119,17 +116,12 @@ int verb_finetune(int argc, char **argv)
                                          {"weight-decay", required_argument, 0, OPT_WD},
                                          {"warmup", required_argument, 0, OPT_WARMUP},
                                          {"clip", required_argument, 0, OPT_CLIP},
-                                         {"seed", required_argument, 0, OPT_SEED},
-                                         {"itm-negatives", required_argument, 0, OPT_NEG},
                                          {"log", required_argument, 0, OPT_LOG},
                                          {0, 0, 0, 0}};
     struct cli_common c;
-    const char *data = NULL, *root = NULL, *out = NULL, *masks_path = NULL, *task = NULL, *log_path = NULL;
-    bool force = false;
-    int64_t steps = 0, epochs = 6, warmup = 0, v64;
-    uint64_t seed = 0;
+    const char *masks_path = NULL, *task = NULL, *log_path = NULL;
+    int64_t steps = 0, epochs = 6, warmup = 0;
     struct mf_train_opts to = mf_train_opts_default();
-    struct mf_losses_opts lo = {MF_LOSS_ITC | MF_LOSS_ITM, MF_ITM_NEG_SAMPLE, 0};
     struct mf_err err = {0};
     cli_common_init(&c);
     int opt;
@@ -137,10 +129,6 @@ int verb_finetune(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_HELP: fputs(help, stdout); return 0;
-        case OPT_DATA: data = optarg; break;
-        case OPT_IMAGES: root = optarg; break;
-        case OPT_OUT: out = optarg; break;
-        case OPT_FORCE: force = true; break;
         case OPT_MASKS: masks_path = optarg; break;
         case OPT_TASK: task = optarg; break;
         case OPT_LOG: log_path = optarg; break;
@@ -156,11 +144,6 @@ int verb_finetune(int argc, char **argv)
             if (!cli_parse_int("warmup", optarg, 0, INT64_C(1) << 40, &warmup))
                 return 2;
             break;
-        case OPT_SEED:
-            if (!cli_parse_int("seed", optarg, 0, INT64_MAX, &v64))
-                return 2;
-            seed = (uint64_t)v64;
-            break;
         case OPT_LR:
             if (!cli_parse_double("lr", optarg, 0, 1, &to.lr))
                 return 2;
@@ -173,14 +156,6 @@ int verb_finetune(int argc, char **argv)
             if (!cli_parse_double("clip", optarg, 0, 1e30, &to.clip_norm))
                 return 2;
             break;
-        case OPT_NEG:
-            if (strcmp(optarg, "sample") == 0)
-                lo.negatives = MF_ITM_NEG_SAMPLE;
-            else if (strcmp(optarg, "hardest") == 0)
-                lo.negatives = MF_ITM_NEG_HARDEST;
-            else
-                return cli_usage_error("finetune", "--itm-negatives: expected sample or hardest, got '%s'", optarg);
-            break;
         default: {
             int rc = cli_common_or_usage(&c, opt, optarg, "finetune");
             if (rc)
@@ -188,6 +163,11 @@ int verb_finetune(int argc, char **argv)
         }
         }
     }
+    const char *data = c.data, *root = c.images, *out = c.out;
+    const bool force = c.force;
+    const uint64_t seed = c.seed;
+    struct mf_losses_opts lo = c.lo;
+    lo.losses = MF_LOSS_ITC | MF_LOSS_ITM; /* the retrieval task's losses */
     if (optind < argc)
         return cli_usage_error("finetune", "unexpected argument '%s'", argv[optind]);
     if (!c.model || !data || !out || !task)
@@ -199,7 +179,6 @@ int verb_finetune(int argc, char **argv)
     if (mf_fs_exists(out) && !force)
         return cli_error("%s: output directory exists (use --force to replace it)", out);
     cli_common_finish(&c);
-    lo.seed = seed;
 
     int rc = 1;
     struct mf_annotations *ann = NULL;

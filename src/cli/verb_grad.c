@@ -24,7 +24,7 @@
 #include "multiflow/eval.h"
 #include "multiflow/safetensors.h"
 
-enum { OPT_DATA = OPT_VERB_BASE, OPT_IMAGES, OPT_OUT, OPT_FORCE, OPT_LOSS, OPT_NEG, OPT_SEED };
+
 
 static const char help[] =
     "usage: multiflow grad --model PATH --data ANN --images ROOT --out FILE [options]\n"
@@ -51,19 +51,9 @@ static const char *loss_list(unsigned bits, char *buf, size_t n)
 
 int verb_grad(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS,
-                                         {"data", required_argument, 0, OPT_DATA},
-                                         {"images", required_argument, 0, OPT_IMAGES},
-                                         {"out", required_argument, 0, OPT_OUT},
-                                         {"force", no_argument, 0, OPT_FORCE},
-                                         {"loss", required_argument, 0, OPT_LOSS},
-                                         {"itm-negatives", required_argument, 0, OPT_NEG},
-                                         {"seed", required_argument, 0, OPT_SEED},
+    static const struct option opts[] = {CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS, CLI_OUT_OPTIONS, CLI_SEED_OPTION, CLI_LOSS_OPTIONS,
                                          {0, 0, 0, 0}};
     struct cli_common c;
-    const char *data = NULL, *root = NULL, *out = NULL;
-    bool force = false;
-    struct mf_losses_opts lo = {0, MF_ITM_NEG_SAMPLE, 0};
     struct mf_err err = {0};
     cli_common_init(&c);
     int opt;
@@ -71,29 +61,6 @@ int verb_grad(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_HELP: fputs(help, stdout); return 0;
-        case OPT_DATA: data = optarg; break;
-        case OPT_IMAGES: root = optarg; break;
-        case OPT_OUT: out = optarg; break;
-        case OPT_FORCE: force = true; break;
-        case OPT_LOSS:
-            if (mf_losses_parse(optarg, &lo.losses, &err) != MF_OK)
-                return cli_usage_error("grad", "%s", err.msg);
-            break;
-        case OPT_NEG:
-            if (strcmp(optarg, "sample") == 0)
-                lo.negatives = MF_ITM_NEG_SAMPLE;
-            else if (strcmp(optarg, "hardest") == 0)
-                lo.negatives = MF_ITM_NEG_HARDEST;
-            else
-                return cli_usage_error("grad", "--itm-negatives: expected sample or hardest, got '%s'", optarg);
-            break;
-        case OPT_SEED: {
-            int64_t v;
-            if (!cli_parse_int("seed", optarg, 0, INT64_MAX, &v))
-                return 2;
-            lo.seed = (uint64_t)v;
-            break;
-        }
         default: {
             int rc = cli_common_or_usage(&c, opt, optarg, "grad");
             if (rc)
@@ -101,6 +68,9 @@ int verb_grad(int argc, char **argv)
         }
         }
     }
+    const char *data = c.data, *root = c.images, *out = c.out;
+    const bool force = c.force;
+    const struct mf_losses_opts lo = c.lo;
     if (optind < argc)
         return cli_usage_error("grad", "unexpected argument '%s'", argv[optind]);
     if (!c.model || !data || !out)

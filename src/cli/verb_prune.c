@@ -30,9 +30,8 @@
 #include "prune/gradient.h"
 #include "prune/output.h"
 
-enum { OPT_METHOD = OPT_VERB_BASE, OPT_SPARSITY, OPT_OUT, OPT_DATA, OPT_IMAGES, OPT_SAVE_SCORES, OPT_SAVE_STATS,
-       OPT_STATS, OPT_SEED, OPT_FORCE, OPT_LOSS, OPT_NEG, OPT_ROUNDS, OPT_SCHEDULE, OPT_ROUND_BATCHES, OPT_STEPS,
-       OPT_EPOCHS, OPT_LAMBDA, OPT_TMP };
+enum { OPT_METHOD = OPT_VERB_BASE, OPT_SPARSITY, OPT_SAVE_SCORES, OPT_SAVE_STATS, OPT_STATS, OPT_ROUNDS,
+       OPT_SCHEDULE, OPT_ROUND_BATCHES, OPT_STEPS, OPT_EPOCHS, OPT_LAMBDA, OPT_TMP };
 
 static const char help[] =
     "usage: multiflow prune --model PATH --method M[,M...] --sparsity S[,S...] --out DIR [options]\n"
@@ -259,19 +258,12 @@ static json_t *grad_report(const struct grad_ctx *x, enum mf_gmethod gm, const s
 
 int verb_prune(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+    static const struct option opts[] = {CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS, CLI_OUT_OPTIONS, CLI_SEED_OPTION, CLI_LOSS_OPTIONS,
                                          {"method", required_argument, 0, OPT_METHOD},
                                          {"sparsity", required_argument, 0, OPT_SPARSITY},
-                                         {"out", required_argument, 0, OPT_OUT},
-                                         {"data", required_argument, 0, OPT_DATA},
-                                         {"images", required_argument, 0, OPT_IMAGES},
                                          {"save-scores", no_argument, 0, OPT_SAVE_SCORES},
                                          {"save-stats", no_argument, 0, OPT_SAVE_STATS},
                                          {"stats", required_argument, 0, OPT_STATS},
-                                         {"seed", required_argument, 0, OPT_SEED},
-                                         {"force", no_argument, 0, OPT_FORCE},
-                                         {"loss", required_argument, 0, OPT_LOSS},
-                                         {"itm-negatives", required_argument, 0, OPT_NEG},
                                          {"rounds", required_argument, 0, OPT_ROUNDS},
                                          {"schedule", required_argument, 0, OPT_SCHEDULE},
                                          {"round-batches", required_argument, 0, OPT_ROUND_BATCHES},
@@ -281,14 +273,12 @@ int verb_prune(int argc, char **argv)
                                          {"tmp", required_argument, 0, OPT_TMP},
                                          {0, 0, 0, 0}};
     struct cli_common c;
-    const char *out = NULL, *data = NULL, *root = NULL, *stats_file = NULL;
+    const char *stats_file = NULL;
     char *method_arg = NULL, *sparsity_arg = NULL;
-    bool save_scores = false, save_stats = false, force = false;
-    int64_t seed = 0;
+    bool save_scores = false, save_stats = false;
     struct method methods[MF_METHOD_COUNT + MF_GMETHOD_COUNT];
     double sparsities[32];
     size_t n_methods = 0, n_sp = 0;
-    struct mf_losses_opts lo = {0, MF_ITM_NEG_SAMPLE, 0};
     struct mf_gprune_opts go;
     mf_gprune_opts_default(&go);
     int64_t epochs = 0;
@@ -297,7 +287,6 @@ int verb_prune(int argc, char **argv)
     const char *tmp_dir = NULL;
     bool lambda_set = false;
     bool rounds_set = false, schedule_set = false, rb_set = false, steps_set = false;
-    struct mf_err aerr = {0};
     cli_common_init(&c);
     int opt;
     optind = 1;
@@ -306,30 +295,9 @@ int verb_prune(int argc, char **argv)
         case OPT_HELP: fputs(help, stdout); return 0;
         case OPT_METHOD: method_arg = optarg; break;
         case OPT_SPARSITY: sparsity_arg = optarg; break;
-        case OPT_OUT: out = optarg; break;
-        case OPT_DATA: data = optarg; break;
-        case OPT_IMAGES: root = optarg; break;
         case OPT_SAVE_SCORES: save_scores = true; break;
         case OPT_SAVE_STATS: save_stats = true; break;
         case OPT_STATS: stats_file = optarg; break;
-        case OPT_FORCE: force = true; break;
-        case OPT_SEED:
-            if (!cli_parse_int("seed", optarg, 0, INT64_MAX, &seed))
-                return 2;
-            lo.seed = (uint64_t)seed;
-            break;
-        case OPT_LOSS:
-            if (mf_losses_parse(optarg, &lo.losses, &aerr) != MF_OK)
-                return cli_usage_error("prune", "%s", aerr.msg);
-            break;
-        case OPT_NEG:
-            if (strcmp(optarg, "sample") == 0)
-                lo.negatives = MF_ITM_NEG_SAMPLE;
-            else if (strcmp(optarg, "hardest") == 0)
-                lo.negatives = MF_ITM_NEG_HARDEST;
-            else
-                return cli_usage_error("prune", "--itm-negatives: expected sample or hardest, got '%s'", optarg);
-            break;
         case OPT_ROUNDS:
             if (!cli_parse_int("rounds", optarg, 1, 100000, &go.rounds))
                 return 2;
@@ -367,6 +335,10 @@ int verb_prune(int argc, char **argv)
         }
         }
     }
+    const char *out = c.out, *data = c.data, *root = c.images;
+    const bool force = c.force;
+    const uint64_t seed = c.seed;
+    const struct mf_losses_opts lo = c.lo;
     if (optind < argc)
         return cli_usage_error("prune", "unexpected argument '%s'", argv[optind]);
     if (!c.model || !method_arg || !sparsity_arg || !out)

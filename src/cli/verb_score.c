@@ -15,7 +15,7 @@
 #include "io/image.h"
 #include "multiflow/eval.h"
 
-enum { OPT_IMAGE = OPT_VERB_BASE, OPT_TEXT, OPT_DATA, OPT_IMAGES };
+enum { OPT_IMAGE = OPT_VERB_BASE, OPT_TEXT };
 
 static const char help[] =
     "usage: multiflow score --model PATH (--image FILE --text CAPTION | --data ANN --images ROOT) [options]\n"
@@ -59,14 +59,12 @@ static void flush_lines(json_t *out)
 
 int verb_score(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS,
+    static const struct option opts[] = {CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS,
                                          {"image", required_argument, 0, OPT_IMAGE},
                                          {"text", required_argument, 0, OPT_TEXT},
-                                         {"data", required_argument, 0, OPT_DATA},
-                                         {"images", required_argument, 0, OPT_IMAGES},
                                          {0, 0, 0, 0}};
     struct cli_common c;
-    const char *image = NULL, *text = NULL, *data = NULL, *root = NULL;
+    const char *image = NULL, *text = NULL;
     cli_common_init(&c);
     int opt;
     optind = 1;
@@ -75,8 +73,6 @@ int verb_score(int argc, char **argv)
         case OPT_HELP: fputs(help, stdout); return 0;
         case OPT_IMAGE: image = optarg; break;
         case OPT_TEXT: text = optarg; break;
-        case OPT_DATA: data = optarg; break;
-        case OPT_IMAGES: root = optarg; break;
         default: {
             int rc = cli_common_or_usage(&c, opt, optarg, "score");
             if (rc)
@@ -84,6 +80,7 @@ int verb_score(int argc, char **argv)
         }
         }
     }
+    const char *data = c.data, *root = c.images;
     if (optind < argc)
         return cli_usage_error("score", "unexpected argument '%s'", argv[optind]);
     if (!c.model)

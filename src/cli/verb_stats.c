@@ -8,7 +8,7 @@
 #include "io/annotations.h"
 #include "io/fs.h"
 
-enum { OPT_DATA = OPT_VERB_BASE, OPT_IMAGES, OPT_OUT, OPT_MERGE, OPT_FORCE };
+enum { OPT_MERGE = OPT_VERB_BASE };
 
 static const char help[] =
     "usage: multiflow stats --model PATH --data ANN --images ROOT --out FILE [options]\n"
@@ -24,26 +24,17 @@ static const char help[] =
 
 int verb_stats(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_COMMON_OPTIONS,
-                                         {"data", required_argument, 0, OPT_DATA},
-                                         {"images", required_argument, 0, OPT_IMAGES},
-                                         {"out", required_argument, 0, OPT_OUT},
+    static const struct option opts[] = {CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS, CLI_OUT_OPTIONS,
                                          {"merge", required_argument, 0, OPT_MERGE},
-                                         {"force", no_argument, 0, OPT_FORCE},
                                          {0, 0, 0, 0}};
     struct cli_common c;
-    const char *data = NULL, *root = NULL, *out = NULL, *merge_a = NULL, *merge_b = NULL;
-    bool force = false;
+    const char *merge_a = NULL, *merge_b = NULL;
     cli_common_init(&c);
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_HELP: fputs(help, stdout); return 0;
-        case OPT_DATA: data = optarg; break;
-        case OPT_IMAGES: root = optarg; break;
-        case OPT_OUT: out = optarg; break;
-        case OPT_FORCE: force = true; break;
         case OPT_MERGE:
             merge_a = optarg;
             if (optind >= argc || argv[optind][0] == '-')
@@ -57,6 +48,8 @@ int verb_stats(int argc, char **argv)
         }
         }
     }
+    const char *data = c.data, *root = c.images, *out = c.out;
+    const bool force = c.force;
     if (optind < argc)
         return cli_usage_error("stats", "unexpected argument '%s'", argv[optind]);
     if (!out)
