@@ -71,7 +71,7 @@ static bool tower_present(const struct mf_model *m, enum mf_tower t)
     return false;
 }
 
-static int tensor_index(const struct mf_model *m, const struct mf_st_entry *e)
+int mf_model_tensor_index(const struct mf_model *m, const struct mf_st_entry *e)
 {
     for (size_t i = 0; i < m->n_tensors; i++)
         if (mf_checkpoint_at(m->ck, i, NULL) == e)
@@ -141,7 +141,7 @@ static enum mf_status bind_one(struct binder *bd, const struct mf_name_rule *r, 
     if (st)
         return st;
 
-    int idx = tensor_index(m, e);
+    int idx = mf_model_tensor_index(m, e);
     MF_ASSERT(idx >= 0);
     struct mf_model_tensor *t = &m->tensors[idx];
     if (strcmp(t->role, "unused") == 0) {
@@ -163,7 +163,7 @@ static enum mf_status bind_one(struct binder *bd, const struct mf_name_rule *r, 
                               : bd->def->modality(MF_SCOPE_DEC_LAYER, -1, m);
     }
     if (tied) {
-        int ti = tensor_index(m, tied);
+        int ti = mf_model_tensor_index(m, tied);
         MF_ASSERT(ti >= 0);
         t->tied_to = ti;
     }
@@ -276,7 +276,7 @@ static void apply_aliases(struct mf_model *m, const struct mf_layout_def *def)
             const struct mf_st_entry *e = mf_checkpoint_find(m->ck, buf, NULL);
             if (!e)
                 continue;
-            int j = tensor_index(m, e);
+            int j = mf_model_tensor_index(m, e);
             if (j >= 0 && m->tensors[j].prunable && e->ndim == t->ndim &&
                 memcmp(e->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim) == 0) {
                 t->tied_to = j;
@@ -311,7 +311,7 @@ static enum mf_status convert_all(struct binder *bd, struct mf_err *err)
     size_t used = 0;
     for (size_t i = 0; i < bd->n; i++) {
         const struct mf_st_entry *e = bd->b[i].e;
-        int ti = tensor_index(m, e);
+        int ti = mf_model_tensor_index(m, e);
         if (e->dtype == MF_DTYPE_F32 && ((uintptr_t)e->data % 4) == 0) {
             *bd->b[i].dst = (const float *)e->data;
             m->w32[ti] = *bd->b[i].dst;

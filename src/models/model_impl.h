@@ -147,6 +147,8 @@ enum mf_status mf_bert_forward(struct mf_session *s, const struct mf_bert *bert,
  * are discarded; the session's observer sees every prunable linear's input. */
 enum mf_status mf_calibration_forward(struct mf_session *s, const float *images, const int32_t *ids,
                                       const int32_t *mask, int64_t B, int64_t L, struct mf_err *err);
+/* layout.c: the model tensor index of a checkpoint entry, or -1. */
+int mf_model_tensor_index(const struct mf_model *m, const struct mf_st_entry *e);
 /* The f32 weights of model tensor i (NULL if the forward pass does not use it). */
 static inline const float *mf_model_weight_f32(const struct mf_model *m, size_t i) { return m->w32[i]; }
 

@@ -17,14 +17,6 @@
 #include "multiflow/safetensors.h"
 #include "prune/write_values.h"
 
-static int entry_index(const struct mf_model *m, const struct mf_st_entry *e)
-{
-    for (size_t i = 0; i < m->n_tensors; i++)
-        if (mf_checkpoint_at(m->ck, i, NULL) == e)
-            return (int)i;
-    return -1;
-}
-
 static const uint8_t *mask_of(const struct mf_model *m, const uint8_t *const *masks, size_t i)
 {
     if (!masks)
@@ -122,7 +114,7 @@ enum mf_status mf_prune_write_values(const struct mf_model *m, const float *cons
         /* the writer keeps pointers until commit: every converted copy lives until then */
         for (size_t k = 0; k < nt && !st; k++) {
             const struct mf_st_entry *e = mf_safetensors_at(in, k);
-            if ((st = tensor_bytes(m, e, entry_index(m, e), values, masks, &bufs[k], err)))
+            if ((st = tensor_bytes(m, e, mf_model_tensor_index(m, e), values, masks, &bufs[k], err)))
                 break;
             st = mf_st_writer_add(w, e->name, e->dtype, e->ndim, e->shape, bufs[k] ? bufs[k] : e->data, err);
         }
