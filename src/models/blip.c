@@ -525,19 +525,25 @@ void mf_session_free(struct mf_session *s)
     mf_free(s);
 }
 
-void mf_model_linear_res(struct mf_session *s, float *y, const float *res, const float *x, int64_t ldx,
-                         const struct mf_linear *lin, int64_t T, const int32_t *row_valid)
+/* Hands a prunable linear's input rows to the calibration observer, if any. */
+static void observe_input(struct mf_session *s, const struct mf_linear *lin, const float *x, int64_t ldx, int64_t T,
+                          const int32_t *row_valid)
 {
     if (s->observe && lin->tid >= 0)
         s->observe(s->observe_ud, lin->tid, x, ldx, T, lin->in, row_valid, s->n_seq);
+}
+
+void mf_model_linear_res(struct mf_session *s, float *y, const float *res, const float *x, int64_t ldx,
+                         const struct mf_linear *lin, int64_t T, const int32_t *row_valid)
+{
+    observe_input(s, lin, x, ldx, T, row_valid);
     mf_linear_forward_res(s->pool, y, res, x, ldx, lin->w, lin->b, T, lin->in, lin->out);
 }
 
 void mf_model_linear_nobias(struct mf_session *s, float *y, const float *x, int64_t ldx, const struct mf_linear *lin,
                             int64_t T, const int32_t *row_valid)
 {
-    if (s->observe && lin->tid >= 0)
-        s->observe(s->observe_ud, lin->tid, x, ldx, T, lin->in, row_valid, s->n_seq);
+    observe_input(s, lin, x, ldx, T, row_valid);
     mf_linear_forward(s->pool, y, x, ldx, lin->w, NULL, T, lin->in, lin->out);
 }
 
