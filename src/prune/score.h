@@ -12,6 +12,7 @@
 
 #include <math.h>
 
+#include "core/rng.h"
 #include "multiflow/prune.h"
 
 /* Elements per rand block (one generator seed per block) and per generator call. */
@@ -41,6 +42,14 @@ void mf_score_gen_free(struct mf_score_gen *g);
  * needed (rand skips the others' transcendental math; their out values are unspecified). */
 void mf_score_gen_fill(const struct mf_score_gen *g, size_t t, int64_t j0, int64_t n, float *out,
                        const uint8_t *want, uint8_t c);
+
+/* rand: block bl (MF_SCORE_BLOCK elements) of tensor t draws from the generator seeded here, one
+ * 64-bit draw per pair of elements; element 2i takes MF_RAND_HI of draw i, element 2i + 1
+ * MF_RAND_LO, and its score is mf_score_rand_value of that 24-bit number, non-decreasing in it. */
+#define MF_RAND_HI(u) ((uint32_t)((u) >> 40))
+#define MF_RAND_LO(u) ((uint32_t)((u) >> 8) & 0xffffffu)
+void mf_score_rand_seed(const struct mf_score_gen *g, size_t t, int64_t bl, struct mf_rng *r);
+float mf_score_rand_value(uint32_t k24);
 
 /* Score of element j of tensor t for the elementwise kinds (abs, l2, multiflow; not rand): the
  * arithmetic of mf_score_gen_fill for one element, so both give the same bits. Used where only a

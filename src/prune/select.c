@@ -40,6 +40,7 @@
 #include "core/common.h"
 #include "core/pool.h"
 #include "multiflow/prune.h"
+#include "prune/bracket.h"
 #include "prune/score.h"
 
 #define HBINS 65536
@@ -109,18 +110,7 @@ static inline uint8_t code_of(int32_t base, uint32_t top)
 }
 
 /* Index of the array holding global position p (the last a with off[a] <= p, skipping empties). */
-static size_t array_of(const struct sel *s, int64_t p)
-{
-    size_t lo = 0, hi = s->n_arrays; /* off[lo] <= p < off[hi] */
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s->off[mid] <= p)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
+static size_t array_of(const struct sel *s, int64_t p) { return mf_scope_array_of(s->off, s->n_arrays, p); }
 
 static inline const float *chunk_scores(const struct sel *s, size_t a, int64_t j, int64_t n, float *buf,
                                         const uint8_t *want, uint8_t c)
@@ -514,6 +504,21 @@ static enum mf_status sel_run(struct mf_pool *pool, struct sel *s, const char *c
                               uint8_t *const *mask, int64_t *pruned, struct mf_err *err)
 {
     int nth = mf_pool_size(pool);
+    /* the one-pass bracket first (bracket.c); its scratch is released before the radix passes'
+     * buffers exist, so peak memory is the larger of the two */
+    struct mf_brk_scratch *scr = mf_calloc((size_t)nth, sizeof *scr);
+    if (!scr)
+        return mf_err_set(err, MF_ERR_NOMEM, "select: out of memory for %d thread lists", nth);
+    struct mf_brk_scope sc = {.n_arrays = s->n_arrays, .off = s->off, .x = s->x, .g = s->g, .tix = s->tix,
+                              .use_abs = s->use_abs};
+    enum mf_brk_result br = mf_brk_select(pool, &sc, k, mask, pruned, scr);
+    for (int t = 0; t < nth; t++)
+        mf_brk_scratch_free(&scr[t]);
+    mf_free(scr);
+    if (br == MF_BRK_DONE)
+        return MF_OK;
+    if (br == MF_BRK_NOMEM)
+        return mf_err_set(err, MF_ERR_NOMEM, "select: out of memory for the candidate lists");
     s->mask = mask;
     s->grow_lists = true;
     /* keys of the selected code kept between passes 2 and 3: at most 4 bytes per 128 elements */
@@ -927,6 +932,8 @@ struct layers {
     const size_t *order;     /* (n) tensors, largest first (balance: the small ones fill the end) */
     atomic_size_t next;
     struct sel *w;           /* (nth) each worker's single-thread selection state */
+    struct mf_brk_scratch *bs; /* (nth) each worker's bracket lists */
+    bool *nomem;             /* (nth) */
     int64_t *bad_t, *bad_j;  /* (nth) lowest tensor with a non-finite score, its element */
     float *bad_v;            /* (nth) */
 };
@@ -937,6 +944,7 @@ static void layers_kernel(void *arg, int ith, int nth)
     struct layers *L = arg;
     struct sel *s = &L->w[ith];
     L->bad_t[ith] = INT64_MAX;
+    L->nomem[ith] = false;
     for (;;) {
         size_t q = atomic_fetch_add(&L->next, 1);
         if (q >= L->g->set->n)
@@ -950,6 +958,16 @@ static void layers_kernel(void *arg, int ith, int nth)
         s->code = &L->masks[t];
         s->mask = &L->masks[t];
         s->list_max = (int64_t)1 << 16 | n / 128;
+        struct mf_brk_scope sc = {.n_arrays = 1, .off = off, .g = L->g, .tix = &L->order[q]};
+        enum mf_brk_result br = mf_brk_select(NULL, &sc, L->k[t], &L->masks[t], NULL, &L->bs[ith]);
+        if (br == MF_BRK_NOMEM) {
+            L->nomem[ith] = true;
+            break;
+        }
+        if (br == MF_BRK_DONE) {
+            s->off = NULL;
+            continue;
+        }
         if (sel_passes(NULL, s, L->k[t], &pos, &v) != MF_OK && (int64_t)t < L->bad_t[ith]) {
             L->bad_t[ith] = (int64_t)t;
             L->bad_j[ith] = pos;
@@ -973,7 +991,9 @@ static enum mf_status select_layers(struct mf_pool *pool, const struct mf_score_
     L.bad_t = mf_malloc((size_t)nth * sizeof *L.bad_t);
     L.bad_j = mf_malloc((size_t)nth * sizeof *L.bad_j);
     L.bad_v = mf_malloc((size_t)nth * sizeof *L.bad_v);
-    if (!order || !L.w || !L.bad_t || !L.bad_j || !L.bad_v) {
+    L.bs = mf_calloc((size_t)nth, sizeof *L.bs);
+    L.nomem = mf_calloc((size_t)nth, sizeof *L.nomem);
+    if (!order || !L.w || !L.bad_t || !L.bad_j || !L.bad_v || !L.bs || !L.nomem) {
         rc = mf_err_set(err, MF_ERR_NOMEM, "prune: out of memory");
         goto fail;
     }
@@ -1009,6 +1029,12 @@ static enum mf_status select_layers(struct mf_pool *pool, const struct mf_score_
     int64_t bt = INT64_MAX;
     int bw = 0;
     for (int t = 0; t < nth; t++) {
+        if (L.nomem[t]) {
+            rc = mf_err_set(err, MF_ERR_NOMEM, "prune: out of memory for the candidate lists");
+            goto fail;
+        }
+    }
+    for (int t = 0; t < nth; t++) {
         if (L.bad_t[t] < bt) {
             bt = L.bad_t[t];
             bw = t;
@@ -1020,6 +1046,10 @@ static enum mf_status select_layers(struct mf_pool *pool, const struct mf_score_
 fail:
     for (int t = 0; L.w && t < nth; t++)
         sel_release(&L.w[t]);
+    for (int t = 0; L.bs && t < nth; t++)
+        mf_brk_scratch_free(&L.bs[t]);
+    mf_free(L.nomem);
+    mf_free(L.bs);
     mf_free(L.bad_v);
     mf_free(L.bad_j);
     mf_free(L.bad_t);

@@ -14,6 +14,8 @@
 #include "core/rng.h"
 #include "multiflow/prune.h"
 #include "multiflow/safetensors.h"
+#include "prune/bracket.h"
+#include "prune/score.h"
 
 static const enum mf_method ALL[] = {MF_METHOD_MULTIFLOW, MF_METHOD_OMP, MF_METHOD_LMP,
                                      MF_METHOD_L2,        MF_METHOD_LAMP, MF_METHOD_RAND};
@@ -514,17 +516,24 @@ static void check_direct(struct fix *f, struct mf_pool **pools, int n_pools, con
     for (size_t mi = 0; mi < MF_ARRAY_LEN(ALL); mi++) {
         run_scores(pools[0], ALL[mi], f);
         for (int si = 0; si < n_sp; si++) {
+            /* reference: score arrays through the radix passes alone */
+            mf_brk_set_mode(1);
             run_masks(pools[0], ALL[mi], f, sp[si]);
-            for (int t = 0; t < n_pools; t++) {
+            /* every thread count through the bracket (bracket.c) and through the radix passes; one
+             * pool with zero-margin brackets (misses and full lists fall back) */
+            for (int t = 0; t < 2 * n_pools + 1; t++) {
+                mf_brk_set_mode(t < n_pools ? 0 : t < 2 * n_pools ? 1 : 2);
                 for (size_t i = 0; i < f->set.n; i++)
                     memset(m2[i], 0x5a, (size_t)f->set.t[i].n);
-                enum mf_status rc = mf_prune_compute_masks(pools[t], ALL[mi], &f->set, sp[si], 7, m2, &err);
+                enum mf_status rc =
+                    mf_prune_compute_masks(pools[t % n_pools], ALL[mi], &f->set, sp[si], 7, m2, &err);
+                mf_brk_set_mode(0);
                 if (rc != MF_OK)
                     fail_msg("%s: %s", mf_method_name(ALL[mi]), err.msg);
                 for (size_t i = 0; i < f->set.n; i++)
                     if (memcmp(m2[i], f->masks[i], (size_t)f->set.t[i].n) != 0)
-                        fail_msg("%s s=%g threads=%d: direct mask of %s differs", mf_method_name(ALL[mi]), sp[si],
-                                 mf_pool_size(pools[t]), f->set.t[i].name);
+                        fail_msg("%s s=%g threads=%d pass %d: direct mask of %s differs", mf_method_name(ALL[mi]),
+                                 sp[si], mf_pool_size(pools[t % n_pools]), t, f->set.t[i].name);
             }
         }
     }
@@ -649,6 +658,23 @@ static void test_direct_code_fallbacks(void **state)
         mf_pool_free(pools[t]);
 }
 
+/* bracket.c maps rand's bracket into the 24-bit uniforms, which is exact only if the score is
+ * non-decreasing in them: checked over all 2^24 values. */
+static void test_rand_monotone(void **state)
+{
+    (void)state;
+    float prev = mf_score_rand_value(0);
+    uint32_t bad = 0;
+    for (uint32_t k = 1; k < (1u << 24); k++) {
+        float v = mf_score_rand_value(k);
+        bad += v < prev;
+        prev = v;
+    }
+    assert_int_equal(bad, 0);
+    assert_true(mf_score_rand_value(0) < -5 && mf_score_rand_value((1u << 24) - 1) > 5);
+    assert_true(mf_score_rand_value(1u << 23) > 0 && mf_score_rand_value((1u << 23) - 1) < 0);
+}
+
 static void test_direct_alloc_failure(void **state)
 {
     (void)state;
@@ -684,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_direct_masks),
         cmocka_unit_test(test_direct_code_fallbacks),
+        cmocka_unit_test(test_rand_monotone),
         cmocka_unit_test(test_direct_alloc_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,7 @@
 #include "core/pool.h"
 #include "core/rng.h"
 #include "multiflow/prune.h"
+#include "prune/bracket.h"
 
 static void test_hand(void **state)
 {
@@ -103,7 +104,8 @@ static void test_brute_force(void **state)
     struct mf_rng r;
     mf_rng_seed(&r, 42);
     enum { NA = 5 };
-    int64_t len[NA] = {1000, 0, 3333, 17, 2500};
+    /* above bracket.c's small-scope size, so that its sampled brackets run */
+    int64_t len[NA] = {1000, 0, 23333, 17, 12500};
     float *x[NA];
     uint8_t *m[NA], *w[NA];
     struct mf_err err = {0};
@@ -130,12 +132,14 @@ static void test_brute_force(void **state)
         int64_t ks[6] = {0, 1, total / 3, total / 2, total - 1, total};
         for (int ki = 0; ki < 6; ki++) {
             brute(NA, (const float *const *)x, len, ks[ki], w);
-            for (int t = 0; t < 4; t++) {
-                assert_int_equal(mf_select_lowest(pools[t], NA, (const float *const *)x, len, NULL, ks[ki], m, &err),
-                                 MF_OK);
+            /* bracket path, radix passes only, zero-margin brackets (misses, full lists) */
+            for (int t = 0; t < 12; t++) {
+                mf_brk_set_mode(t / 4);
+                assert_int_equal(
+                    mf_select_lowest(pools[t % 4], NA, (const float *const *)x, len, NULL, ks[ki], m, &err), MF_OK);
                 int64_t cnt[NA];
-                assert_int_equal(mf_select_count(pools[t], NA, (const float *const *)x, len, NULL, ks[ki], cnt, &err),
-                                 MF_OK);
+                assert_int_equal(
+                    mf_select_count(pools[t % 4], NA, (const float *const *)x, len, NULL, ks[ki], cnt, &err), MF_OK);
                 for (int a = 0; a < NA; a++) {
                     assert_memory_equal(m[a], w[a], (size_t)len[a]);
                     int64_t z = 0;
@@ -144,6 +148,7 @@ static void test_brute_force(void **state)
                     assert_int_equal(cnt[a], z);
                 }
             }
+            mf_brk_set_mode(0);
         }
     }
     for (int a = 0; a < NA; a++) {
