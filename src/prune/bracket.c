@@ -44,6 +44,8 @@ static int brk_mode;
 
 void mf_brk_set_mode(int mode) { brk_mode = mode; }
 
+int mf_brk_mode(void) { return brk_mode; }
+
 enum kind { K_FLOAT, K_L2, K_MFLOW, K_RAND };
 
 struct brk {

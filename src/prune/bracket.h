@@ -71,7 +71,8 @@ enum mf_brk_result mf_brk_select(struct mf_pool *pool, const struct mf_brk_scope
 void mf_brk_scratch_free(struct mf_brk_scratch *s);
 
 /* Tests: 0 (default) the bracket first; 1 never (radix passes only); 2 brackets of zero margin (so
- * that misses and full candidate lists are exercised). Not thread-safe; set it between runs. */
+ * that misses and full candidate lists are exercised; LAMP's bin lists get one entry). Not thread-safe; set it between runs. */
 void mf_brk_set_mode(int mode);
+int mf_brk_mode(void);
 
 #endif

@@ -3,7 +3,11 @@
  * per-method mask computation built on it (spec: shared/spec/pruning.md, "Exact-k selection",
  * "Data-free pruners" scopes, MULTIFLOW steps 1 and 4).
  *
- * Algorithm: radix select on the order-preserving uint32 key of each float (sign flipped for
+ * Fast path first: bracket.c selects in one streaming pass from a sampled bracket around the k-th
+ * key, and reports a miss (bracket off, too many candidates, non-finite values) when the radix
+ * passes below must run instead; they are also what tests compare it with.
+ *
+ * Radix passes: radix select on the order-preserving uint32 key of each float (sign flipped for
  * positives, all bits flipped for negatives, -0 canonicalised to +0 so that -0 == +0 tie). Pass 1
  * histograms the top 16 key bits (per-thread 65536-bin histograms, summed in thread order) and finds
  * the bin B of the k-th key; pass 2 histograms the low 16 bits of the keys in B, which gives the k-th
@@ -22,11 +26,13 @@
  * (one bin when the estimate holds: about 1/300 of the weights). Pass 2 keeps their keys in
  * per-thread lists (position order, at most 4 bytes per 128 elements; beyond that pass 3 rescores
  * them instead), so pass 3 is a byte pass. Layer scopes (lmp, MULTIFLOW step 4) run one tensor per
- * thread, its three passes over its own mask bytes while they are in cache; MULTIFLOW step 1 uses
- * the masks as code scratch. LAMP's score depends on the whole tensor but is monotonic in
- * |w| within it: each pass walks every tensor's distinct magnitudes (mf_lamp_walk, one tensor per
- * thread) and the mask pass turns T into a per-tensor |w| interval; ties at T are marked 2 and
- * resolved afterwards in position order.
+ * thread, its bracket or its three passes over its own mask bytes while they are in cache;
+ * MULTIFLOW step 1 uses the masks as code scratch. LAMP's score depends on the whole tensor but is
+ * monotonic in |w| within it: walk 1 over every tensor's distinct magnitudes (mf_lamp_walk, one
+ * tensor per thread) histograms the top 16 key bits; walk 2 the low 16 bits inside bin B, keeping
+ * each tensor's walk entries in B, from which T becomes a per-tensor |w| interval, so the mask is a
+ * plain pass over the weights (a third walk only if those lists overflow); ties at T are marked 2
+ * and resolved afterwards in position order.
  *
  * It does not compute scores (criteria.c) nor know about models; the scope is whatever the caller
  * passes. Deviation from the reference (pruning.md): the reference prunes every score <= the k-th
@@ -653,6 +659,23 @@ struct lsel {
     uint8_t *const *mask;
     int64_t *eq;                    /* (n) keys == T per tensor (PASS_FINAL), then the tensor's quota */
     uint8_t *tied;                  /* (n) the tensor has keys == T (elements marked 2) */
+    /* PASS_LO also keeps, per tensor, the walk's entries whose score key is in bin B (in walk order)
+     * and the smallest |w| key scored above the bin, so the mask pass needs no third walk */
+    struct lentry **ent;            /* (nth) -> (ent_cap) each thread's entries */
+    int64_t *n_ent, ent_cap;        /* (nth) */
+    bool *full;                     /* (nth) a list ran out: the mask pass walks again */
+    struct ltensor *lt;             /* (n) */
+    uint32_t *u_lo, *u_gt;          /* (n) the tensor's |w| interval of keys >= T, > T */
+};
+
+struct lentry {
+    uint32_t wkey, key, count;
+};
+
+struct ltensor {
+    int thread;
+    int64_t start, len;  /* entries [start, start + len) of ent[thread] */
+    uint32_t min_above;  /* smallest |w| key whose score key is above bin B (0xffffffff: none) */
 };
 
 struct lvisit {
@@ -661,6 +684,11 @@ struct lvisit {
     int64_t *hist;
     uint32_t u_lo, u_gt; /* smallest |w| key with score key >= T, > T (0xffffffff: none) */
     int64_t eq;
+    /* PASS_LO: entries in bin B go to ent[n_ent++] while n_ent < cap */
+    struct lentry *ent;
+    int64_t n_ent, cap;
+    bool full;
+    uint32_t min_above;
 };
 
 static void lamp_visit(void *ctx, uint32_t wkey, float score, int64_t count)
@@ -672,8 +700,15 @@ static void lamp_visit(void *ctx, uint32_t wkey, float score, int64_t count)
         v->hist[k >> 16] += count;
         break;
     case PASS_LO:
-        if ((k >> 16) == v->B)
+        if ((k >> 16) == v->B) {
             v->hist[k & 0xffffu] += count;
+            if (v->n_ent < v->cap && count <= UINT32_MAX)
+                v->ent[v->n_ent++] = (struct lentry){.wkey = wkey, .key = k, .count = (uint32_t)count};
+            else
+                v->full = true;
+        } else if ((k >> 16) > v->B) {
+            v->min_above = wkey; /* the walk goes down in |w|: the last one is the smallest */
+        }
         break;
     case PASS_FINAL:
         /* the walk goes down in |w| and scores do not increase: the last assignment is the minimum */
@@ -684,6 +719,41 @@ static void lamp_visit(void *ctx, uint32_t wkey, float score, int64_t count)
         if (k == v->T)
             v->eq += count;
         break;
+    }
+}
+
+/* |w| below u_lo: score < T, pruned; [u_lo, u_gt): score == T, a tie (2) resolved later */
+static void lamp_mask(const struct mf_prune_tensor *pt, uint8_t *m, uint32_t u_lo, uint32_t u_gt)
+{
+    const float *w = pt->w;
+    for (int64_t j = 0; j < pt->n; j++) {
+        uint32_t u;
+        memcpy(&u, &w[j], sizeof u);
+        u &= 0x7fffffffu;
+        m[j] = u < u_lo ? 0 : u < u_gt ? 2 : 1;
+    }
+}
+
+/* After PASS_LO: each tensor's interval and tie count at T from its kept entries, as PASS_FINAL's
+ * walk would find them (entries above bin B all score > T; those below, < T). */
+static void lamp_intervals(struct lsel *l)
+{
+    for (size_t t = 0; t < l->set->n; t++) {
+        const struct ltensor *e = &l->lt[t];
+        uint32_t u_lo = e->min_above, u_gt = e->min_above;
+        int64_t eq = 0;
+        for (int64_t i = 0; i < e->len; i++) {
+            const struct lentry *x = &l->ent[e->thread][e->start + i];
+            if (x->key >= l->T)
+                u_lo = x->wkey;
+            if (x->key > l->T)
+                u_gt = x->wkey;
+            if (x->key == l->T)
+                eq += x->count;
+        }
+        l->u_lo[t] = u_lo;
+        l->u_gt[t] = u_gt;
+        l->eq[t] = eq;
     }
 }
 
@@ -702,7 +772,19 @@ static void lamp_sel_kernel(void *arg, int ith, int nth)
             break;
         const struct mf_prune_tensor *pt = &l->set->t[t];
         struct lvisit v = {.pass = l->pass, .B = l->B, .T = l->T, .hist = hist, .u_lo = 0xffffffffu,
-                           .u_gt = 0xffffffffu};
+                           .u_gt = 0xffffffffu, .min_above = 0xffffffffu};
+        if (l->pass == PASS_FINAL && l->u_lo) {
+            /* the interval from PASS_LO's entries: no walk */
+            v.u_lo = l->u_lo[t];
+            v.u_gt = l->u_gt[t];
+            v.eq = l->eq[t];
+            lamp_mask(pt, l->mask[t], v.u_lo, v.u_gt);
+            continue;
+        }
+        if (l->pass == PASS_LO) {
+            v.ent = l->ent[ith] + l->n_ent[ith];
+            v.cap = l->ent_cap - l->n_ent[ith];
+        }
         int r = mf_lamp_walk(pt->w, pt->n, &l->scr[ith], lamp_visit, &v);
         if (r == 0) {
             l->bad[ith] = MF_MIN(l->bad[ith], (int64_t)t);
@@ -712,17 +794,15 @@ static void lamp_sel_kernel(void *arg, int ith, int nth)
             l->nomem[ith] = true;
             break;
         }
+        if (l->pass == PASS_LO) {
+            l->lt[t] = (struct ltensor){.thread = ith, .start = l->n_ent[ith], .len = v.n_ent,
+                                        .min_above = v.min_above};
+            l->n_ent[ith] += v.n_ent;
+            l->full[ith] |= v.full;
+        }
         if (l->pass != PASS_FINAL)
             continue;
-        /* |w| below u_lo: score < T, pruned; [u_lo, u_gt): score == T, a tie (2) resolved later */
-        uint8_t *m = l->mask[t];
-        const float *w = pt->w;
-        for (int64_t j = 0; j < pt->n; j++) {
-            uint32_t u;
-            memcpy(&u, &w[j], sizeof u);
-            u &= 0x7fffffffu;
-            m[j] = u < v.u_lo ? 0 : u < v.u_gt ? 2 : 1;
-        }
+        lamp_mask(pt, l->mask[t], v.u_lo, v.u_gt);
         l->eq[t] = v.eq;
     }
 }
@@ -779,8 +859,12 @@ static enum mf_status lamp_select(struct mf_pool *pool, const struct mf_prune_se
     l.nomem = mf_malloc((size_t)nth * sizeof *l.nomem);
     l.eq = mf_calloc(set->n ? set->n : 1, sizeof *l.eq);
     l.tied = mf_calloc(set->n ? set->n : 1, sizeof *l.tied);
+    l.ent = mf_calloc((size_t)nth, sizeof *l.ent);
+    l.n_ent = mf_calloc((size_t)nth, sizeof *l.n_ent);
+    l.full = mf_calloc((size_t)nth, sizeof *l.full);
+    l.lt = mf_calloc(set->n ? set->n : 1, sizeof *l.lt);
     l.mask = masks;
-    if (!l.scr || !l.hist || !l.bad || !l.nomem || !l.eq || !l.tied) {
+    if (!l.scr || !l.hist || !l.bad || !l.nomem || !l.eq || !l.tied || !l.ent || !l.n_ent || !l.full || !l.lt) {
         rc = mf_err_set(err, MF_ERR_NOMEM, "lamp: out of memory for %d thread histograms", nth);
         goto fail;
     }
@@ -793,11 +877,36 @@ static enum mf_status lamp_select(struct mf_pool *pool, const struct mf_prune_se
     } else {
         l.B = find_bin(l.hist, nth, k, &b);
         below += b;
+        /* entries of bin B: about the share of one bin of the distinct magnitudes; past this
+         * capacity (virtual until used) the mask pass walks again */
+        l.ent_cap = mf_brk_mode() == 2 ? 1 : (int64_t)1 << 16 | set->total / 128 / nth;
+        for (int t = 0; t < nth; t++) {
+            if (!(l.ent[t] = mf_malloc((size_t)l.ent_cap * sizeof *l.ent[t]))) {
+                rc = mf_err_set(err, MF_ERR_NOMEM, "lamp: out of memory for the bin's entries");
+                goto fail;
+            }
+        }
         if ((rc = lamp_run_pass(pool, &l, PASS_LO, err)) != MF_OK)
             goto fail;
         uint32_t lo = find_bin(l.hist, nth, k - below, &b);
         below += b;
         l.T = (l.B << 16) | lo;
+        bool full = false;
+        for (int t = 0; t < nth; t++)
+            full |= l.full[t];
+        if (!full) {
+            l.u_lo = mf_malloc((set->n ? set->n : 1) * sizeof *l.u_lo);
+            l.u_gt = mf_malloc((set->n ? set->n : 1) * sizeof *l.u_gt);
+            if (!l.u_lo || !l.u_gt) {
+                rc = mf_err_set(err, MF_ERR_NOMEM, "lamp: out of memory");
+                goto fail;
+            }
+            lamp_intervals(&l);
+        }
+        for (int t = 0; t < nth; t++) {
+            mf_free(l.ent[t]);
+            l.ent[t] = NULL;
+        }
     }
     if ((rc = lamp_run_pass(pool, &l, PASS_FINAL, err)) != MF_OK)
         goto fail;
@@ -814,6 +923,14 @@ static enum mf_status lamp_select(struct mf_pool *pool, const struct mf_prune_se
 fail:
     for (int t = 0; l.scr && t < nth; t++)
         mf_lamp_scratch_free(&l.scr[t]);
+    for (int t = 0; l.ent && t < nth; t++)
+        mf_free(l.ent[t]);
+    mf_free(l.ent);
+    mf_free(l.n_ent);
+    mf_free(l.full);
+    mf_free(l.lt);
+    mf_free(l.u_lo);
+    mf_free(l.u_gt);
     mf_free(l.tied);
     mf_free(l.eq);
     mf_free(l.nomem);
