@@ -41,7 +41,7 @@
 #include "multiflow/prune.h"
 #include "multiflow/safetensors.h"
 
-enum { D = 768, FF = 3072, PATCH = 16, MAX_POS = 512, PROJ = 256, MAX_T = 512, PERIOD = 64 };
+enum { D = 768, FF = 3072, PATCH = 16, MAX_POS = 512, PROJ = 256, MAX_T = 1024, PERIOD = 64 };
 
 static void die(const char *what, const struct mf_err *err)
 {
