@@ -98,6 +98,13 @@ enum mf_status mf_st_writer_create(const char *path, struct mf_st_writer **out, 
 /* data may be NULL only when the tensor has no elements. ndim in [0, 8]. */
 enum mf_status mf_st_writer_add(struct mf_st_writer *w, const char *name, enum mf_dtype dt, int ndim,
                                 const int64_t *shape, const void *data, struct mf_err *err);
+/* A tensor whose bytes are produced at commit, in order, ST_FILL_CHUNK (1 MiB, a multiple of every
+ * dtype size) at a time: fill(ctx, dst, offset, n, err) writes bytes [offset, offset + n) into dst
+ * and returns MF_OK, or an error (err set) that fails the commit, leaving nothing on disk. ctx must
+ * stay valid until commit. So a derived checkpoint needs one chunk of memory, not a copy. */
+typedef enum mf_status (*mf_st_fill_fn)(void *ctx, void *dst, size_t offset, size_t n, struct mf_err *err);
+enum mf_status mf_st_writer_add_fill(struct mf_st_writer *w, const char *name, enum mf_dtype dt, int ndim,
+                                     const int64_t *shape, mf_st_fill_fn fill, void *ctx, struct mf_err *err);
 enum mf_status mf_st_writer_meta(struct mf_st_writer *w, const char *key, const char *value,
                                  struct mf_err *err);
 /* Writes <dir>/.<name>.XXXXXX (O_EXCL), fsyncs, renames over path, fsyncs the directory. Frees w

@@ -470,7 +470,12 @@ struct st_wentry {
     int64_t shape[MF_MAX_DIMS];
     const void *data;
     size_t nbytes;
+    mf_st_fill_fn fill; /* or bytes produced at commit */
+    void *ctx;
 };
+
+/* Bytes per fill call at commit (a multiple of every dtype size). */
+#define ST_FILL_CHUNK ((size_t)1 << 20)
 
 struct mf_st_writer {
     char *path;
@@ -520,8 +525,9 @@ fail:
     return s;
 }
 
-enum mf_status mf_st_writer_add(struct mf_st_writer *w, const char *name, enum mf_dtype dt, int ndim,
-                                const int64_t *shape, const void *data, struct mf_err *err)
+static enum mf_status writer_add(struct mf_st_writer *w, const char *name, enum mf_dtype dt, int ndim,
+                                 const int64_t *shape, const void *data, mf_st_fill_fn fill, void *ctx,
+                                 struct mf_err *err)
 {
     char *copy = NULL;
     enum mf_status s;
@@ -548,7 +554,7 @@ enum mf_status mf_st_writer_add(struct mf_st_writer *w, const char *name, enum m
             goto fail;
         }
     }
-    if (nbytes > 0 && !data) {
+    if (nbytes > 0 && !data && !fill) {
         s = fail_msg(err, MF_ERR_ARG, w->path, "tensor '%s': no data for %zu bytes", name, nbytes);
         goto fail;
     }
@@ -582,10 +588,26 @@ enum mf_status mf_st_writer_add(struct mf_st_writer *w, const char *name, enum m
         e->shape[i] = shape[i];
     e->data = data;
     e->nbytes = nbytes;
+    e->fill = fill;
+    e->ctx = ctx;
     return MF_OK;
 fail:
     mf_free(copy);
     return s;
+}
+
+enum mf_status mf_st_writer_add(struct mf_st_writer *w, const char *name, enum mf_dtype dt, int ndim,
+                                const int64_t *shape, const void *data, struct mf_err *err)
+{
+    return writer_add(w, name, dt, ndim, shape, data, NULL, NULL, err);
+}
+
+enum mf_status mf_st_writer_add_fill(struct mf_st_writer *w, const char *name, enum mf_dtype dt, int ndim,
+                                     const int64_t *shape, mf_st_fill_fn fill, void *ctx, struct mf_err *err)
+{
+    if (!fill)
+        return fail_msg(err, MF_ERR_ARG, w->path, "tensor '%s': no fill function", name ? name : "(null)");
+    return writer_add(w, name, dt, ndim, shape, NULL, fill, ctx, err);
 }
 
 enum mf_status mf_st_writer_meta(struct mf_st_writer *w, const char *key, const char *value,
@@ -722,6 +744,7 @@ enum mf_status mf_st_writer_commit(struct mf_st_writer *w, struct mf_err *err)
     struct mf_atomic_file af = {0};
     bool opened = false;
     char *hdr = NULL;
+    void *chunk = NULL;
     size_t hlen = 0;
     enum mf_status s;
     if (!w)
@@ -737,8 +760,24 @@ enum mf_status mf_st_writer_commit(struct mf_st_writer *w, struct mf_err *err)
     for (int i = 0; i < 8; i++)
         lenb[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
     bool ok = fwrite(lenb, 1, 8, af.f) == 8 && fwrite(hdr, 1, hlen, af.f) == hlen;
-    for (size_t i = 0; ok && i < w->n; i++)
-        ok = w->e[i].nbytes == 0 || fwrite(w->e[i].data, 1, w->e[i].nbytes, af.f) == w->e[i].nbytes;
+    for (size_t i = 0; ok && i < w->n; i++) {
+        const struct st_wentry *e = &w->e[i];
+        if (!e->fill) {
+            ok = e->nbytes == 0 || fwrite(e->data, 1, e->nbytes, af.f) == e->nbytes;
+            continue;
+        }
+        /* produced chunk by chunk: one chunk of memory whatever the tensor's size */
+        if (!chunk && !(chunk = mf_malloc(ST_FILL_CHUNK))) {
+            s = fail_msg(err, MF_ERR_NOMEM, w->path, "out of memory for the write buffer");
+            goto fail;
+        }
+        for (size_t off = 0; ok && off < e->nbytes; off += ST_FILL_CHUNK) {
+            size_t n = MF_MIN(ST_FILL_CHUNK, e->nbytes - off);
+            if ((s = e->fill(e->ctx, chunk, off, n, err)) != MF_OK)
+                goto fail;
+            ok = fwrite(chunk, 1, n, af.f) == n;
+        }
+    }
     if (!ok) {
         s = fail_msg(err, MF_ERR_IO, w->path, "write failed: %s", strerror(errno));
         goto fail;
@@ -747,12 +786,14 @@ enum mf_status mf_st_writer_commit(struct mf_st_writer *w, struct mf_err *err)
     s = mf_atomic_commit(&af, err);
     if (s != MF_OK)
         goto fail;
+    mf_free(chunk);
     mf_free(hdr);
     mf_st_writer_abort(w);
     return MF_OK;
 fail:
     if (opened)
         mf_atomic_abort(&af);
+    mf_free(chunk);
     mf_free(hdr);
     mf_st_writer_abort(w);
     return s;

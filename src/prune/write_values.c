@@ -41,43 +41,53 @@ static const float *value_of(const struct mf_model *m, const float *const *value
     return NULL;
 }
 
-/* The bytes to write for entry e (model tensor idx), into *buf when they differ from the input. */
-static enum mf_status tensor_bytes(const struct mf_model *m, const struct mf_st_entry *e, int idx,
-                                   const float *const *values, const uint8_t *const *masks, void **buf,
-                                   struct mf_err *err)
+/* A tensor written with new values and/or a mask, produced chunk by chunk at commit (so the writer
+ * never holds a copy of the checkpoint): the input bytes, or v converted to the stored dtype, with
+ * masked elements zeroed. */
+struct fill {
+    const struct mf_st_entry *e;
+    const float *v;      /* new values, or NULL */
+    const uint8_t *mask; /* or NULL */
+};
+
+static enum mf_status fill_tensor(void *ctx, void *dst, size_t offset, size_t n, struct mf_err *err)
 {
-    *buf = NULL;
+    const struct fill *f = ctx;
+    const struct mf_st_entry *e = f->e;
+    const size_t es = mf_dtype_size(e->dtype), j0 = offset / es, m = n / es;
+    unsigned char *out = dst;
+    if (f->v) {
+        for (size_t j = j0; j < j0 + m; j++)
+            if (!isfinite(f->v[j]) && !(f->mask && !f->mask[j]))
+                return mf_err_set(err, MF_ERR_NUMERIC, "tensor '%s': new value at element %zu is not finite",
+                                  e->name, j);
+        mf_convert_from_f32(out, f->v + j0, e->dtype, (int64_t)m);
+    } else {
+        memcpy(out, (const unsigned char *)e->data + offset, n);
+    }
+    if (f->mask)
+        for (size_t j = 0; j < m; j++)
+            if (!f->mask[j0 + j])
+                memset(out + j * es, 0, es);
+    return MF_OK;
+}
+
+/* How entry e (model tensor idx) is written: *f->e stays NULL when its input bytes are copied. */
+static enum mf_status tensor_fill(const struct mf_model *m, const struct mf_st_entry *e, int idx,
+                                  const float *const *values, const uint8_t *const *masks, struct fill *f,
+                                  struct mf_err *err)
+{
+    *f = (struct fill){0};
     if (idx < 0)
         return MF_OK;
     const float *v = value_of(m, values, (size_t)idx);
     const uint8_t *mask = mask_of(m, masks, (size_t)idx);
     if (!v && !mask)
         return MF_OK;
-    const size_t es = mf_dtype_size(e->dtype), n = e->nbytes / es;
-    unsigned char *copy = mf_malloc(e->nbytes ? e->nbytes : 1);
-    if (!copy)
-        return mf_err_set(err, MF_ERR_NOMEM, "out of memory copying tensor '%s' (%zu bytes)", e->name, e->nbytes);
-    if (v) {
-        if (!mf_dtype_is_float(e->dtype)) {
-            mf_free(copy);
-            return mf_err_set(err, MF_ERR_DTYPE, "tensor '%s': new values for a %s tensor", e->name,
-                              mf_dtype_name(e->dtype));
-        }
-        for (size_t j = 0; j < n; j++)
-            if (!isfinite(v[j]) && !(mask && !mask[j])) {
-                mf_free(copy);
-                return mf_err_set(err, MF_ERR_NUMERIC, "tensor '%s': new value at element %zu is not finite", e->name,
-                                  j);
-            }
-        mf_convert_from_f32(copy, v, e->dtype, (int64_t)n);
-    } else {
-        memcpy(copy, e->data, e->nbytes);
-    }
-    if (mask)
-        for (size_t j = 0; j < n; j++)
-            if (!mask[j])
-                memset(copy + j * es, 0, es);
-    *buf = copy;
+    if (v && !mf_dtype_is_float(e->dtype))
+        return mf_err_set(err, MF_ERR_DTYPE, "tensor '%s': new values for a %s tensor", e->name,
+                          mf_dtype_name(e->dtype));
+    *f = (struct fill){.e = e, .v = v, .mask = mask};
     return MF_OK;
 }
 
@@ -95,9 +105,9 @@ enum mf_status mf_prune_write_values(const struct mf_model *m, const float *cons
         if (!mf_fs_join(out, sizeof out, dir, base))
             return mf_err_set(err, MF_ERR_ARG, "%s: output path too long", dir);
         struct mf_st_writer *w = NULL;
-        void **bufs = NULL;
+        struct fill *fills = NULL;
         const size_t nt = mf_safetensors_count(in);
-        if (!(bufs = mf_calloc(nt ? nt : 1, sizeof *bufs)))
+        if (!(fills = mf_calloc(nt ? nt : 1, sizeof *fills)))
             return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
         if ((st = mf_st_writer_create(out, &w, err)))
             goto shard_done;
@@ -111,21 +121,22 @@ enum mf_status mf_prune_write_values(const struct mf_model *m, const float *cons
         }
         for (size_t q = 0; q < n_meta && !st; q++)
             st = mf_st_writer_meta(w, meta[2 * q], meta[2 * q + 1], err);
-        /* the writer keeps pointers until commit: every converted copy lives until then */
+        /* the writer keeps pointers until commit: fills[k] lives until then */
         for (size_t k = 0; k < nt && !st; k++) {
             const struct mf_st_entry *e = mf_safetensors_at(in, k);
-            if ((st = tensor_bytes(m, e, mf_model_tensor_index(m, e), values, masks, &bufs[k], err)))
+            if ((st = tensor_fill(m, e, mf_model_tensor_index(m, e), values, masks, &fills[k], err)))
                 break;
-            st = mf_st_writer_add(w, e->name, e->dtype, e->ndim, e->shape, bufs[k] ? bufs[k] : e->data, err);
+            if (fills[k].e)
+                st = mf_st_writer_add_fill(w, e->name, e->dtype, e->ndim, e->shape, fill_tensor, &fills[k], err);
+            else
+                st = mf_st_writer_add(w, e->name, e->dtype, e->ndim, e->shape, e->data, err);
         }
         if (st)
             mf_st_writer_abort(w);
         else
             st = mf_st_writer_commit(w, err);
     shard_done:
-        for (size_t k = 0; k < nt; k++)
-            mf_free(bufs[k]);
-        mf_free(bufs);
+        mf_free(fills);
     }
     return st;
 }

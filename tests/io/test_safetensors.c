@@ -411,6 +411,73 @@ static void test_writer_errors(void **state)
     mf_fs_remove_tree(dir, NULL);
 }
 
+/* mf_st_writer_add_fill: a tensor of several 1 MiB chunks produced at commit, between two plain
+ * tensors; a fill that fails fails the commit and leaves the existing file untouched. */
+struct pattern {
+    int calls;
+    int fail_at; /* call index that fails, or -1 */
+};
+
+static enum mf_status fill_pattern(void *ctx, void *dst, size_t offset, size_t n, struct mf_err *err)
+{
+    struct pattern *p = ctx;
+    if (p->calls++ == p->fail_at)
+        return mf_err_set(err, MF_ERR_NUMERIC, "fill failed at byte %zu", offset);
+    assert_int_equal(offset % 8, 0);
+    int32_t *o = dst;
+    for (size_t i = 0; i < n / 4; i++)
+        o[i] = (int32_t)(offset / 4 + i) * 7 - 3;
+    return MF_OK;
+}
+
+static void test_writer_fill(void **state)
+{
+    (void)state;
+    const char *dir = mf_test_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/fill.safetensors", dir);
+    struct mf_st_writer *w = NULL;
+    struct mf_err err = {0};
+    const int64_t rows = 1000, cols = 777; /* 3,108,000 bytes: 3 chunks, the last partial */
+    uint8_t x[3] = {1, 2, 3};
+    struct pattern p = {.fail_at = -1};
+    assert_int_equal(mf_st_writer_create(path, &w, &err), MF_OK);
+    assert_int_equal(mf_st_writer_add(w, "a", MF_DTYPE_U8, 1, (int64_t[]){3}, x, &err), MF_OK);
+    assert_int_equal(mf_st_writer_add_fill(w, "big", MF_DTYPE_I32, 2, (int64_t[]){rows, cols}, fill_pattern, &p, &err),
+                     MF_OK);
+    assert_int_equal(mf_st_writer_add(w, "z", MF_DTYPE_U8, 1, (int64_t[]){3}, x, &err), MF_OK);
+    assert_int_equal(mf_st_writer_add_fill(w, "none", MF_DTYPE_I32, 1, (int64_t[]){4}, NULL, NULL, &err), MF_ERR_ARG);
+    assert_int_equal(mf_st_writer_commit(w, &err), MF_OK);
+    assert_int_equal(p.calls, 3);
+    struct mf_safetensors *st = NULL;
+    assert_int_equal(mf_safetensors_open(path, &st, &err), MF_OK);
+    const struct mf_st_entry *e = mf_safetensors_find(st, "big");
+    assert_non_null(e);
+    assert_int_equal(e->nbytes, (size_t)(rows * cols * 4));
+    const int32_t *v = e->data;
+    for (int64_t i = 0; i < rows * cols; i++)
+        if (v[i] != (int32_t)i * 7 - 3)
+            fail_msg("element %lld is %d", (long long)i, v[i]);
+    assert_memory_equal(mf_safetensors_find(st, "z")->data, x, 3);
+    mf_safetensors_close(st);
+
+    size_t before_len, after_len;
+    char *before = mf_test_read_file(path, &before_len);
+    p = (struct pattern){.fail_at = 1};
+    assert_int_equal(mf_st_writer_create(path, &w, &err), MF_OK);
+    assert_int_equal(mf_st_writer_add_fill(w, "big", MF_DTYPE_I32, 2, (int64_t[]){rows, cols}, fill_pattern, &p, &err),
+                     MF_OK);
+    assert_int_equal(mf_st_writer_commit(w, &err), MF_ERR_NUMERIC);
+    assert_non_null(strstr(err.msg, "fill failed at byte 1048576"));
+    char *after = mf_test_read_file(path, &after_len);
+    assert_int_equal(before_len, after_len);
+    assert_memory_equal(before, after, before_len);
+    assert_int_equal(mf_test_dir_count(dir), 1);
+    free(before);
+    free(after);
+    mf_fs_remove_tree(dir, NULL);
+}
+
 static void test_alloc_sweep(void **state)
 {
     (void)state;
@@ -470,7 +537,8 @@ int main(void)
         cmocka_unit_test(test_malformed),      cmocka_unit_test(test_size_mismatch_message),
         cmocka_unit_test(test_truncated_file), cmocka_unit_test(test_valid_edge_cases),
         cmocka_unit_test(test_roundtrip),      cmocka_unit_test(test_python_file),
-        cmocka_unit_test(test_writer_errors),  cmocka_unit_test(test_alloc_sweep),
+        cmocka_unit_test(test_writer_errors),  cmocka_unit_test(test_writer_fill),
+        cmocka_unit_test(test_alloc_sweep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
