@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libopenblas-pthread-dev libjansson-dev libpng-dev libjpeg62-turbo-dev libutf8proc-dev
-      libcmocka-dev jq valgrind)
+      libcmocka-dev jq valgrind
+      clang libclang-rt-dev) # clang + libFuzzer runtime: scripts/fuzz.sh, run by scripts/test.sh
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: builds and runs the whole suite (ctest), then the same suite under
-# AddressSanitizer + UndefinedBehaviorSanitizer, then valgrind on `multiflow score`.
-# --fast skips the sanitizer and valgrind passes.
+# AddressSanitizer + UndefinedBehaviorSanitizer, then valgrind on `multiflow score` and friends,
+# then every libFuzzer target (parsers of untrusted files) for FUZZ_SECONDS (default 10) each when
+# clang is installed (scripts/install-deps.sh installs it).
+# --fast skips the sanitizer, valgrind and fuzzing passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
@@ -11,4 +13,9 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMF_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$(nproc)"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j2)
 if [ -x scripts/check_valgrind.sh ]; then scripts/check_valgrind.sh build/multiflow; fi
+if command -v clang >/dev/null; then
+    scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+else
+    echo "test.sh: clang not installed, fuzzing skipped (scripts/install-deps.sh installs it)"
+fi
 echo "test.sh: all passed"
