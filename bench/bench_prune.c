@@ -7,8 +7,11 @@
  * scaled per tensor and random calibration statistics, then for each thread count and each method
  * times mf_prune_compute_masks (scoring + exact-k selection) at --sparsity, checks that the achieved
  * count is exactly floor(s * n) per scope (global; per tensor for lmp; per modality for multiflow),
- * and prints "RESULT method threads total_s exact rss_mb masks" lines (masks: an FNV-1a hash of every
- * mask byte, to compare two builds) plus ru_maxrss. Run one method per
+ * and prints "RESULT method threads total_s exact rss_mb masks bracket" lines (masks: an FNV-1a hash of
+ * every mask byte, to compare two builds; bracket: scopes the one-pass bracket finished / scopes
+ * selected, the rest went through the radix passes) plus ru_maxrss. --structured also scales every
+ * row and column of each tensor by exp(0.5 z), the per-neuron structure trained weights have and
+ * that the bracket's sample (contiguous runs) must survive. Run one method per
  * process (run_prune.sh does) so that the peak RSS is that method's alone. Tensor list:
  *   vision  12 x {qkv 2304x768, proj 768x768, fc1 3072x768, fc2 768x3072}
  *   text    12 x {4 self 768x768, 4 cross 768x768, fc1 3072x768, fc2 768x3072}
@@ -29,7 +32,9 @@
 
 #include "core/common.h"
 #include "core/pool.h"
+#include "core/rng.h"
 #include "multiflow/prune.h"
+#include "prune/bracket.h"
 
 enum { D = 768, FF = 3072, L = 12, MAX_T = 256, MAX_THREADS = 16 };
 
@@ -126,6 +131,7 @@ int main(int argc, char **argv)
     int threads[MAX_THREADS] = {2}, n_threads = 1, layers = L;
     double s = 0.63;
     const char *methods = "omp,lmp,l2,lamp,rand,multiflow";
+    bool structured = false; /* per-row and per-column log-normal scales, as trained weights have */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             n_threads = 0;
@@ -140,8 +146,11 @@ int main(int argc, char **argv)
             layers = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--methods") == 0 && i + 1 < argc) {
             methods = argv[++i];
+        } else if (strcmp(argv[i], "--structured") == 0) {
+            structured = true;
         } else {
-            fprintf(stderr, "usage: bench_prune [--threads 1,2] [--sparsity 0.63] [--layers 12] [--methods a,b]\n");
+            fprintf(stderr, "usage: bench_prune [--threads 1,2] [--sparsity 0.63] [--layers 12] [--methods a,b] "
+                            "[--structured]\n");
             return 2;
         }
     }
@@ -200,6 +209,22 @@ int main(int argc, char **argv)
         float *p = w + (set.t[i].w - w);
         for (int64_t j = 0; j < set.t[i].n; j++)
             p[j] *= scale;
+        if (structured) {
+            /* rows and columns scaled by exp(0.5 z): neighbouring weights share a row's scale, the
+             * correlation a sample of contiguous runs sees in trained checkpoints */
+            struct mf_rng r;
+            mf_rng_seed(&r, 77 + (uint64_t)i);
+            int64_t out = set.t[i].out, in = set.t[i].in;
+            float *col = malloc((size_t)in * sizeof *col);
+            for (int64_t c = 0; c < in; c++)
+                col[c] = (float)exp(0.5 * mf_rng_normal(&r));
+            for (int64_t o = 0; o < out; o++) {
+                float rs = (float)exp(0.5 * mf_rng_normal(&r));
+                for (int64_t c = 0; c < in; c++)
+                    p[o * in + c] *= rs * col[c];
+            }
+            free(col);
+        }
     }
     mf_pool_free(pool);
     /* selection order: names byte-wise ascending (pruning.md) */
@@ -228,6 +253,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench_prune: unknown method '%s'\n", tok);
                 return 2;
             }
+            int64_t d0, m0, d1, m1;
+            mf_brk_counts(&d0, &m0);
             double a = mf_time_now();
             if (mf_prune_compute_masks(pool, m, &set, s, 7, masks, &err) != MF_OK) {
                 fprintf(stderr, "bench_prune: %s\n", err.msg);
@@ -236,8 +263,10 @@ int main(int argc, char **argv)
             double c = mf_time_now();
             int bad = check_counts(m, &set, masks, s);
             failures += bad;
-            printf("RESULT %-9s threads=%d total_s=%.3f exact=%s rss_mb=%.0f masks=%016llx\n", tok, threads[ti],
-                   c - a, bad ? "NO" : "yes", peak_rss_mb(), (unsigned long long)mask_hash(&set, masks));
+            mf_brk_counts(&d1, &m1);
+            printf("RESULT %-9s threads=%d total_s=%.3f exact=%s rss_mb=%.0f masks=%016llx bracket=%lld/%lld\n", tok,
+                   threads[ti], c - a, bad ? "NO" : "yes", peak_rss_mb(), (unsigned long long)mask_hash(&set, masks),
+                   (long long)(d1 - d0), (long long)(d1 - d0 + m1 - m0));
             fflush(stdout);
         }
         mf_pool_free(pool);

@@ -25,6 +25,7 @@
  * touches about 3 % of its weights' bytes beyond the masks.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #ifdef __AVX2__
 #include <immintrin.h>
@@ -41,6 +42,13 @@
 #define MID_SCOPE (1 << 24)
 
 static int brk_mode;
+static atomic_llong n_done, n_missed;
+
+void mf_brk_counts(int64_t *done, int64_t *missed)
+{
+    *done = atomic_load(&n_done);
+    *missed = atomic_load(&n_missed);
+}
 
 void mf_brk_set_mode(int mode) { brk_mode = mode; }
 
@@ -632,6 +640,7 @@ enum mf_brk_result mf_brk_select(struct mf_pool *pool, const struct mf_brk_scope
     }
     res = MF_BRK_DONE;
 done:
+    atomic_fetch_add(res == MF_BRK_DONE ? &n_done : &n_missed, 1);
     mf_free(B.phi);
     mf_free(B.plo);
     return res;

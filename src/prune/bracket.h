@@ -74,5 +74,8 @@ void mf_brk_scratch_free(struct mf_brk_scratch *s);
  * that misses and full candidate lists are exercised; LAMP's bin lists get one entry). Not thread-safe; set it between runs. */
 void mf_brk_set_mode(int mode);
 int mf_brk_mode(void);
+/* Benchmarks: selections the bracket finished, and those it handed to the radix passes, since the
+ * process started (every scope counts: a layer-scoped method adds one per tensor). */
+void mf_brk_counts(int64_t *done, int64_t *missed);
 
 #endif
