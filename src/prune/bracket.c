@@ -554,7 +554,7 @@ enum mf_brk_result mf_brk_select(struct mf_pool *pool, const struct mf_brk_scope
 {
     int nth = mf_pool_size(pool);
     struct brk B = {.sc = sc, .total = sc->off[sc->n_arrays], .k = k, .mask = mask, .scr = scr, .ab = sc->use_abs};
-    if (brk_mode == 1 || k <= 0 || B.total == 0 || nth > 64)
+    if (brk_mode == 1 || k <= 0 || B.total == 0 || nth > 64) /* > 64 threads: per-thread arrays below */
         return MF_BRK_MISS;
     if (!sc->x) {
         switch (sc->g->kind) {
