@@ -11,7 +11,9 @@
  * every mask byte, to compare two builds; bracket: scopes the one-pass bracket finished / scopes
  * selected, the rest went through the radix passes) plus ru_maxrss. --structured also scales every
  * row and column of each tensor by exp(0.5 z), the per-neuron structure trained weights have and
- * that the bracket's sample (contiguous runs) must survive. Run one method per
+ * that the bracket's sample (contiguous runs) must survive; --bf16 rounds the weights to bfloat16
+ * values, as a BF16 checkpoint converted to f32 has (about 2^8 distinct magnitudes per binade, so
+ * heavy ties at the k-th key). Run one method per
  * process (run_prune.sh does) so that the peak RSS is that method's alone. Tensor list:
  *   vision  12 x {qkv 2304x768, proj 768x768, fc1 3072x768, fc2 768x3072}
  *   text    12 x {4 self 768x768, 4 cross 768x768, fc1 3072x768, fc2 768x3072}
@@ -132,6 +134,7 @@ int main(int argc, char **argv)
     double s = 0.63;
     const char *methods = "omp,lmp,l2,lamp,rand,multiflow";
     bool structured = false; /* per-row and per-column log-normal scales, as trained weights have */
+    bool bf16 = false;       /* weights rounded to bfloat16 values (a BF16 checkpoint: many ties) */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             n_threads = 0;
@@ -148,6 +151,8 @@ int main(int argc, char **argv)
             methods = argv[++i];
         } else if (strcmp(argv[i], "--structured") == 0) {
             structured = true;
+        } else if (strcmp(argv[i], "--bf16") == 0) {
+            bf16 = true;
         } else {
             fprintf(stderr, "usage: bench_prune [--threads 1,2] [--sparsity 0.63] [--layers 12] [--methods a,b] "
                             "[--structured]\n");
@@ -224,6 +229,14 @@ int main(int argc, char **argv)
                     p[o * in + c] *= rs * col[c];
             }
             free(col);
+        }
+        if (bf16) {
+            for (int64_t j = 0; j < set.t[i].n; j++) { /* round to nearest even on the top 16 bits */
+                uint32_t u;
+                memcpy(&u, &p[j], sizeof u);
+                u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+                memcpy(&p[j], &u, sizeof u);
+            }
         }
     }
     mf_pool_free(pool);
