@@ -126,7 +126,7 @@ static enum mf_status run_snip(struct grad_ctx *x, double s, uint8_t *const *mas
         x->drawn = mf_grad_stream_position(x->gs);
     }
     return mf_gprune_select_global(x->pool, x->set, (const float *const *)x->scores,
-                                   mf_gprune_count_at(s, x->set->total), masks, err);
+                                   mf_sel_count_at(s, x->set->total), masks, err);
 }
 
 /* itersnip and tamt depend on the sparsity: each run starts from the first batch, as the

@@ -424,16 +424,7 @@ static void fix_kernel(void *arg, int ith, int nth)
         int64_t gp = s->first + s->cand[i].pos;
         while (sc->off[a + 1] <= gp)
             a++;
-        uint32_t key = s->cand[i].key;
-        bool pr = false;
-        if (!B->none) {
-            if (key < T) {
-                pr = true;
-            } else if (key == T && q > 0) {
-                pr = true;
-                q--;
-            }
-        }
+        bool pr = !B->none && !mf_sel_keep(s->cand[i].key, T, &q);
         if (B->mask)
             B->mask[a][gp - sc->off[a]] = !pr;
         else

@@ -3,9 +3,7 @@
 #define MF_PRUNE_GPRUNE_H
 
 #include "multiflow/prune.h"
-
-/* k = floor(s * n) of the exact product, as select.c counts it. */
-int64_t mf_gprune_count_at(double s, int64_t n);
+#include "prune/bracket.h" /* mf_sel_count_at */
 /* Global exact-k: masks[i] = 0 for the k lowest scores over the whole set (tie rule of select.c). */
 enum mf_status mf_gprune_select_global(struct mf_pool *pool, const struct mf_prune_set *set,
                                        const float *const *scores, int64_t k, uint8_t *const *masks,

@@ -184,14 +184,7 @@ static void sel_chunk_coded(struct sel *s, int ith, size_t a, int64_t j, int64_t
         for (; h; h = memchr(h + 1, 2, (size_t)(n - (h + 1 - m)))) {
             int64_t i = h - m;
             uint32_t k = s->use_list ? ts->list[ts->lpos++] : hit_key(s, a, j, i, x);
-            uint8_t keep = k > T;
-            if (k == T) {
-                if (ts->quota > 0)
-                    ts->quota--;
-                else
-                    keep = 1;
-            }
-            m[i] = keep;
+            m[i] = mf_sel_keep(k, T, &ts->quota);
             if (i + 1 >= n)
                 break;
         }
@@ -270,28 +263,12 @@ static bool sel_chunk(struct sel *s, int ith, size_t a, int64_t j, int64_t n, st
         const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
         if (s->mask) {
             uint8_t *m = s->mask[a] + j;
-            for (int64_t i = 0; i < n; i++) {
-                uint32_t k = float_key(x[i], ab);
-                uint8_t keep = k > T;
-                if (k == T) {
-                    if (ts->quota > 0)
-                        ts->quota--;
-                    else
-                        keep = 1;
-                }
-                m[i] = keep;
-            }
+            for (int64_t i = 0; i < n; i++)
+                m[i] = mf_sel_keep(float_key(x[i], ab), T, &ts->quota);
         } else {
             int64_t c = 0;
-            for (int64_t i = 0; i < n; i++) {
-                uint32_t k = float_key(x[i], ab);
-                if (k < T) {
-                    c++;
-                } else if (k == T && ts->quota > 0) {
-                    ts->quota--;
-                    c++;
-                }
-            }
+            for (int64_t i = 0; i < n; i++)
+                c += !mf_sel_keep(float_key(x[i], ab), T, &ts->quota);
             *ts->count += c;
         }
         return true;
@@ -942,17 +919,6 @@ fail:
 
 /* ---- per-method scopes ----------------------------------------------------------------------- */
 
-/* k = floor(s * n) of the exact product (long double keeps 64 mantissa bits: no fudge term). */
-static int64_t count_at(double s, int64_t n)
-{
-    long double v = floorl((long double)s * (long double)n);
-    if (v < 0)
-        return 0;
-    if (v > (long double)n)
-        return n;
-    return (int64_t)v;
-}
-
 static enum mf_status check_args(enum mf_method method, const struct mf_prune_set *set, double sparsity,
                                  struct mf_err *err)
 {
@@ -987,7 +953,7 @@ static enum mf_status layer_counts(struct mf_pool *pool, enum mf_method method, 
         return MF_OK;
     case MF_METHOD_LMP:
         for (size_t i = 0; i < set->n; i++)
-            k_per_tensor[i] = count_at(sparsity, set->t[i].n);
+            k_per_tensor[i] = mf_sel_count_at(sparsity, set->t[i].n);
         return MF_OK;
     default:
         break;
@@ -1018,7 +984,7 @@ static enum mf_status layer_counts(struct mf_pool *pool, enum mf_method method, 
         }
         if (m == 0)
             continue;
-        rc = select_gen(pool, &g, tix, m, count_at(sparsity, n_mod), true, scratch ? cp : NULL, NULL, cnt, names, len,
+        rc = select_gen(pool, &g, tix, m, mf_sel_count_at(sparsity, n_mod), true, scratch ? cp : NULL, NULL, cnt, names, len,
                         err);
         if (rc != MF_OK)
             goto fail;
@@ -1196,7 +1162,7 @@ enum mf_status mf_prune_masks(struct mf_pool *pool, enum mf_method method, const
         names[i] = set->t[i].name;
     }
     if (method == MF_METHOD_OMP || method == MF_METHOD_L2 || method == MF_METHOD_LAMP || method == MF_METHOD_RAND) {
-        rc = mf_select_lowest(pool, set->n, scores, len, names, count_at(sparsity, set->total), masks, err);
+        rc = mf_select_lowest(pool, set->n, scores, len, names, mf_sel_count_at(sparsity, set->total), masks, err);
         goto fail;
     }
     rc = layer_counts(pool, method, set, sparsity, kl, NULL, err);
@@ -1230,7 +1196,7 @@ enum mf_status mf_prune_compute_masks(struct mf_pool *pool, enum mf_method metho
     if (set->n > 0 && !masks)
         return mf_err_set(err, MF_ERR_ARG, "prune: NULL mask arrays");
     if (method == MF_METHOD_LAMP)
-        return lamp_select(pool, set, count_at(sparsity, set->total), masks, err);
+        return lamp_select(pool, set, mf_sel_count_at(sparsity, set->total), masks, err);
     size_t n = set->n ? set->n : 1;
     tix = mf_malloc(n * sizeof *tix);
     len = mf_malloc(n * sizeof *len);
@@ -1254,14 +1220,14 @@ enum mf_status mf_prune_compute_masks(struct mf_pool *pool, enum mf_method metho
     if ((rc = mf_score_gen_init(pool, method, set, seed, &g, err)) != MF_OK)
         goto fail;
     if (method != MF_METHOD_LMP && method != MF_METHOD_MULTIFLOW) {
-        rc = select_gen(pool, &g, tix, set->n, count_at(sparsity, set->total), false, masks, masks, NULL, names, len,
+        rc = select_gen(pool, &g, tix, set->n, mf_sel_count_at(sparsity, set->total), false, masks, masks, NULL, names, len,
                         err);
         goto fail;
     }
     /* layer scope: each tensor its own exact-k (lmp: floor(s * n_l); MULTIFLOW step 4: integer k_l) */
     if (method == MF_METHOD_LMP)
         for (size_t i = 0; i < set->n; i++)
-            kl[i] = count_at(sparsity, set->t[i].n);
+            kl[i] = mf_sel_count_at(sparsity, set->t[i].n);
     rc = select_layers(pool, &g, kl, masks, err);
 fail:
     mf_free(names);

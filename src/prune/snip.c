@@ -90,17 +90,6 @@ void mf_gprune_opts_default(struct mf_gprune_opts *o)
     o->alpha = 2.0;
 }
 
-/* k = floor(s * n) of the exact product, as select.c counts it. */
-int64_t mf_gprune_count_at(double s, int64_t n)
-{
-    long double v = floorl((long double)s * (long double)n);
-    if (v < 0)
-        return 0;
-    if (v > (long double)n)
-        return n;
-    return (int64_t)v;
-}
-
 /* Global exact-k of the k lowest scores over the whole set. */
 enum mf_status mf_gprune_select_global(struct mf_pool *pool, const struct mf_prune_set *set,
                                        const float *const *scores, int64_t k, uint8_t *const *masks,
@@ -195,7 +184,7 @@ static enum mf_status itersnip(struct mf_pool *pool, const struct mf_prune_set *
             for (int64_t j = 0; j < set->t[i].n; j++)
                 if (!masks[i][j])
                     scores[i][j] = -1.0f; /* pruned earlier: pruned first again */
-        const int64_t k = mf_gprune_count_at(mf_schedule_sparsity(o->schedule, s, t, o->rounds), set->total);
+        const int64_t k = mf_sel_count_at(mf_schedule_sparsity(o->schedule, s, t, o->rounds), set->total);
         if ((st = mf_gprune_select_global(pool, set, (const float *const *)scores, k, masks, err)))
             goto fail;
         for (size_t i = 0; i < set->n; i++) {
@@ -231,7 +220,7 @@ enum mf_status mf_gprune_run(struct mf_pool *pool, enum mf_gmethod method, const
         enum mf_status st = mf_snip_scores(set, o, src, scores, err);
         if (st)
             return st;
-        return mf_gprune_select_global(pool, set, (const float *const *)scores, mf_gprune_count_at(sparsity, set->total), masks, err);
+        return mf_gprune_select_global(pool, set, (const float *const *)scores, mf_sel_count_at(sparsity, set->total), masks, err);
     }
     case MF_GMETHOD_ITERSNIP:
         if (o->rounds < 1 || o->rounds > 100000)

@@ -55,7 +55,7 @@ enum mf_status mf_tamt_run(struct mf_pool *pool, const struct mf_prune_set *set,
 {
     enum mf_status st = MF_OK;
     const size_t nt = set->n;
-    const int64_t k = mf_gprune_count_at(s, set->total);
+    const int64_t k = mf_sel_count_at(s, set->total);
     const int64_t N = o->steps > 0 ? o->steps : src->pass_batches;
     float **sc = mf_calloc(nt, sizeof *sc);   /* (n_i) signed mask scores */
     float **m1 = mf_calloc(nt, sizeof *m1);   /* (n_i) AdamW first moment */
