@@ -85,21 +85,13 @@ static inline float u2f(uint32_t u)
     return f;
 }
 
-static inline bool nonfinite_bits(uint32_t u) { return (u & 0x7fffffffu) >= 0x7f800000u; }
+static inline bool nonfinite_bits(uint32_t u) { return mf_sel_nonfinite(u2f(u)); }
 
-/* Signed proxy of a float's bits: its order-preserving key (select.c's float_key) xor the sign bit,
- * as int32; for non-negative floats simply their bits; -0 is +0. */
-static inline int32_t fproxy(uint32_t bits, bool ab)
-{
-    if (ab)
-        return (int32_t)(bits & 0x7fffffffu);
-    if (bits == 0x80000000u)
-        return 0;
-    uint32_t neg = (uint32_t)((int32_t)bits >> 31);
-    return (int32_t)(bits ^ (neg & 0x7fffffffu));
-}
+/* Signed proxy of a float's bits: its key (mf_sel_key) xor the sign bit, as int32, so that signed
+ * comparisons order it; for non-negative floats simply their bits. */
+static inline int32_t fproxy(uint32_t bits, bool ab) { return (int32_t)(mf_sel_key(u2f(bits), ab) ^ 0x80000000u); }
 
-static inline uint32_t fkey(float f) { return (uint32_t)fproxy(f2u(f), false) ^ 0x80000000u; }
+static inline uint32_t fkey(float f) { return mf_sel_key(f, false); }
 
 /* l2 score key from the |w| bits p (mf_score_gen_fill's arithmetic). */
 static inline uint32_t l2_key(double nrm, int32_t p)

@@ -15,6 +15,7 @@
 #define MF_PRUNE_BRACKET_H
 
 #include <math.h>
+#include <string.h>
 
 #include "core/pool.h"
 #include "prune/score.h"
@@ -30,6 +31,27 @@ static inline int64_t mf_sel_count_at(double s, int64_t n)
     if (v > (long double)n)
         return n;
     return (int64_t)v;
+}
+
+/* Order-preserving uint32 key of a float (of |f| when use_abs): sign flipped for positives, every
+ * bit for negatives, -0 canonicalised to +0 so that -0 == +0 tie. Branch-free (random signs). */
+static inline uint32_t mf_sel_key(float f, bool use_abs)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if (use_abs)
+        u &= 0x7fffffffu;
+    u = u == 0x80000000u ? 0 : u; /* -0 -> +0 */
+    uint32_t neg = (uint32_t)((int32_t)u >> 31);
+    return u ^ (neg | 0x80000000u);
+}
+
+/* NaN or infinity (selection rejects those scores). */
+static inline bool mf_sel_nonfinite(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
 }
 
 /* The tie rule (pruning.md): a key below the k-th key T is pruned, above it kept; keys equal to T

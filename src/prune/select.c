@@ -90,25 +90,6 @@ struct sel {
     int64_t *list_cap;              /* (nth) */
 };
 
-static inline uint32_t float_key(float f, bool use_abs)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if (use_abs)
-        u &= 0x7fffffffu;
-    u = u == 0x80000000u ? 0 : u; /* -0 -> +0 */
-    /* branchless (random signs would mispredict): negatives flip every bit, positives the sign */
-    uint32_t neg = (uint32_t)((int32_t)u >> 31);
-    return u ^ (neg | 0x80000000u);
-}
-
-static inline bool bits_nonfinite(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return (u & 0x7f800000u) == 0x7f800000u;
-}
-
 static inline uint8_t code_of(int32_t base, uint32_t top)
 {
     int32_t c = (int32_t)top - base;
@@ -132,7 +113,7 @@ static inline const float *chunk_scores(const struct sel *s, size_t a, int64_t j
 static inline uint32_t hit_key(const struct sel *s, size_t a, int64_t j, int64_t i, const float *x)
 {
     float f = x ? x[i] : mf_score_gen_one(s->g, s->tix[a], j + i);
-    return float_key(f, s->use_abs);
+    return mf_sel_key(f, s->use_abs);
 }
 
 struct tstate {
@@ -227,7 +208,7 @@ static bool sel_chunk(struct sel *s, int ith, size_t a, int64_t j, int64_t n, st
             if (!nf)
                 return true;
             for (int64_t i = 0; i < n; i++) {
-                if (bits_nonfinite(w[i])) {
+                if (mf_sel_nonfinite(w[i])) {
                     s->bad[ith] = s->off[a] + j + i;
                     s->badval[ith] = fabsf(w[i]);
                     return false;
@@ -236,12 +217,12 @@ static bool sel_chunk(struct sel *s, int ith, size_t a, int64_t j, int64_t n, st
         }
         const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
         for (int64_t i = 0; i < n; i++) {
-            if (bits_nonfinite(x[i])) {
+            if (mf_sel_nonfinite(x[i])) {
                 s->bad[ith] = s->off[a] + j + i;
                 s->badval[ith] = x[i];
                 return false;
             }
-            uint32_t k = float_key(x[i], ab);
+            uint32_t k = mf_sel_key(x[i], ab);
             hist[k >> 16]++;
             if (coded)
                 m[i] = code_of(base, k >> 16);
@@ -252,7 +233,7 @@ static bool sel_chunk(struct sel *s, int ith, size_t a, int64_t j, int64_t n, st
         const uint32_t B = s->B;
         const float *x = chunk_scores(s, a, j, n, buf, NULL, 0);
         for (int64_t i = 0; i < n; i++) {
-            uint32_t k = float_key(x[i], ab);
+            uint32_t k = mf_sel_key(x[i], ab);
             if ((k >> 16) == B) /* rare (one top bin of 65536): predicted, and no store otherwise */
                 hist[k & 0xffffu]++;
         }
@@ -264,11 +245,11 @@ static bool sel_chunk(struct sel *s, int ith, size_t a, int64_t j, int64_t n, st
         if (s->mask) {
             uint8_t *m = s->mask[a] + j;
             for (int64_t i = 0; i < n; i++)
-                m[i] = mf_sel_keep(float_key(x[i], ab), T, &ts->quota);
+                m[i] = mf_sel_keep(mf_sel_key(x[i], ab), T, &ts->quota);
         } else {
             int64_t c = 0;
             for (int64_t i = 0; i < n; i++)
-                c += !mf_sel_keep(float_key(x[i], ab), T, &ts->quota);
+                c += !mf_sel_keep(mf_sel_key(x[i], ab), T, &ts->quota);
             *ts->count += c;
         }
         return true;
@@ -342,9 +323,9 @@ static void sel_window(struct sel *s, int64_t k)
             int64_t n = MF_MIN(SAMPLE, len - j);
             const float *x = chunk_scores(s, a, j, n, s->buf, NULL, 0);
             for (int64_t i = 0; i < n; i++) {
-                if (bits_nonfinite(x[i]))
+                if (mf_sel_nonfinite(x[i]))
                     continue; /* pass 1 reports it */
-                hist[float_key(x[i], s->use_abs) >> 16]++;
+                hist[mf_sel_key(x[i], s->use_abs) >> 16]++;
                 S++;
             }
         }
@@ -671,7 +652,7 @@ struct lvisit {
 static void lamp_visit(void *ctx, uint32_t wkey, float score, int64_t count)
 {
     struct lvisit *v = ctx;
-    uint32_t k = float_key(score, false);
+    uint32_t k = mf_sel_key(score, false);
     switch (v->pass) {
     case PASS_HI:
         v->hist[k >> 16] += count;
