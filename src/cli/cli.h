@@ -91,6 +91,13 @@ int cli_common_or_usage(struct cli_common *c, int opt, const char *arg, const ch
 /* Loads an annotation file (and applies --pairs); prints the error and returns NULL on failure. */
 struct mf_annotations *cli_load_annotations(const struct cli_common *c, const char *data, const char *root);
 
+/* Usage error for an operand left after the options, argv[optind]: prints it and returns 2; 0
+ * when none is. */
+int cli_no_operands(const char *verb, int argc, char **argv);
+/* The output path exists and --force was not given: prints the error and returns 1; else 0. dir:
+ * the output is a directory (the message says so). */
+int cli_check_out(const char *out, bool force, bool dir);
+
 /* Strict number parsing: the whole string, in [lo, hi]. Prints "--name: ..." on failure. */
 bool cli_parse_int(const char *name, const char *s, int64_t lo, int64_t hi, int64_t *out);
 bool cli_parse_double(const char *name, const char *s, double lo, double hi, double *out);

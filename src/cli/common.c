@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "core/progress.h"
 #include "io/annotations.h"
+#include "io/fs.h"
 
 void cli_common_init(struct cli_common *c)
 {
@@ -211,4 +212,16 @@ struct mf_annotations *cli_load_annotations(const struct cli_common *c, const ch
         return NULL;
     }
     return ann;
+}
+
+int cli_no_operands(const char *verb, int argc, char **argv)
+{
+    return optind < argc ? cli_usage_error(verb, "unexpected argument '%s'", argv[optind]) : 0;
+}
+
+int cli_check_out(const char *out, bool force, bool dir)
+{
+    if (!mf_fs_exists(out) || force)
+        return 0;
+    return cli_error("%s: %sexists (use --force to replace it)", out, dir ? "output directory " : "");
 }

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "cli/prune_cli.h"
-#include "io/fs.h"
 #include "prune/output.h"
 
 enum { OPT_MASKS = OPT_VERB_BASE };
@@ -46,12 +45,12 @@ int verb_apply(int argc, char **argv)
     }
     const char *out = c.out;
     const bool force = c.force;
-    if (optind < argc)
-        return cli_usage_error("apply", "unexpected argument '%s'", argv[optind]);
+    if (cli_no_operands("apply", argc, argv))
+        return 2;
     if (!c.model || !masks_path || !out)
         return cli_usage_error("apply", "--model, --masks and --out are required");
-    if (mf_fs_exists(out) && !force)
-        return cli_error("%s: output directory exists (use --force to replace it)", out);
+    if (cli_check_out(out, force, true))
+        return 1;
     cli_common_finish(&c);
 
     int rc = 1;

@@ -56,8 +56,8 @@ int verb_eval(int argc, char **argv)
         }
     }
     const char *data = c.data, *root = c.images;
-    if (optind < argc)
-        return cli_usage_error("eval retrieval", "unexpected argument '%s'", argv[optind]);
+    if (cli_no_operands("eval retrieval", argc, argv))
+        return 2;
     if (!c.model || !data)
         return cli_usage_error("eval retrieval", "--model and --data are required");
     cli_common_finish(&c);

@@ -168,16 +168,16 @@ int verb_finetune(int argc, char **argv)
     const uint64_t seed = c.seed;
     struct mf_losses_opts lo = c.lo;
     lo.losses = MF_LOSS_ITC | MF_LOSS_ITM; /* the retrieval task's losses */
-    if (optind < argc)
-        return cli_usage_error("finetune", "unexpected argument '%s'", argv[optind]);
+    if (cli_no_operands("finetune", argc, argv))
+        return 2;
     if (!c.model || !data || !out || !task)
         return cli_usage_error("finetune", "--model, --data, --task and --out are required");
     if (strcmp(task, "retrieval") != 0)
         return cli_usage_error("finetune", "--task: expected retrieval, got '%s'", task);
     if (c.batch < 2)
         return cli_usage_error("finetune", "--batch %d: the ITM loss needs at least 2 pairs per batch", c.batch);
-    if (mf_fs_exists(out) && !force)
-        return cli_error("%s: output directory exists (use --force to replace it)", out);
+    if (cli_check_out(out, force, true))
+        return 1;
     cli_common_finish(&c);
 
     int rc = 1;

@@ -19,7 +19,6 @@
 #include "core/common.h"
 #include "core/progress.h"
 #include "io/annotations.h"
-#include "io/fs.h"
 #include "prune/gradient.h"
 #include "multiflow/eval.h"
 #include "multiflow/safetensors.h"
@@ -71,12 +70,12 @@ int verb_grad(int argc, char **argv)
     const char *data = c.data, *root = c.images, *out = c.out;
     const bool force = c.force;
     const struct mf_losses_opts lo = c.lo;
-    if (optind < argc)
-        return cli_usage_error("grad", "unexpected argument '%s'", argv[optind]);
+    if (cli_no_operands("grad", argc, argv))
+        return 2;
     if (!c.model || !data || !out)
         return cli_usage_error("grad", "--model, --data and --out are required");
-    if (mf_fs_exists(out) && !force)
-        return cli_error("%s: exists (use --force to replace it)", out);
+    if (cli_check_out(out, force, false))
+        return 1;
     cli_common_finish(&c);
 
     int rc = 1;

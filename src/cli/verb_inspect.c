@@ -64,8 +64,8 @@ int verb_inspect(int argc, char **argv)
         if (rc)
             return rc;
     }
-    if (optind < argc)
-        return cli_usage_error("inspect", "unexpected argument '%s'", argv[optind]);
+    if (cli_no_operands("inspect", argc, argv))
+        return 2;
     if (!c.model)
         return cli_usage_error("inspect", "--model is required");
     cli_common_finish(&c);

@@ -339,8 +339,8 @@ int verb_prune(int argc, char **argv)
     const bool force = c.force;
     const uint64_t seed = c.seed;
     const struct mf_losses_opts lo = c.lo;
-    if (optind < argc)
-        return cli_usage_error("prune", "unexpected argument '%s'", argv[optind]);
+    if (cli_no_operands("prune", argc, argv))
+        return 2;
     if (!c.model || !method_arg || !sparsity_arg || !out)
         return cli_usage_error("prune", "--model, --method, --sparsity and --out are required");
 
@@ -408,8 +408,8 @@ int verb_prune(int argc, char **argv)
         return cli_usage_error("prune", "--data and --stats are exclusive");
     if (save_stats && !data && !stats_file)
         return cli_usage_error("prune", "--save-stats needs --data (or --stats)");
-    if (mf_fs_exists(out) && !force)
-        return cli_error("%s: output directory exists (use --force to replace it)", out);
+    if (cli_check_out(out, force, true))
+        return 1;
     cli_common_finish(&c);
 
     int rc = 1;

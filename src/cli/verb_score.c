@@ -81,8 +81,8 @@ int verb_score(int argc, char **argv)
         }
     }
     const char *data = c.data, *root = c.images;
-    if (optind < argc)
-        return cli_usage_error("score", "unexpected argument '%s'", argv[optind]);
+    if (cli_no_operands("score", argc, argv))
+        return 2;
     if (!c.model)
         return cli_usage_error("score", "--model is required");
     if (!!image != !!text)

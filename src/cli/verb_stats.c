@@ -6,7 +6,6 @@
 
 #include "cli/prune_cli.h"
 #include "io/annotations.h"
-#include "io/fs.h"
 
 enum { OPT_MERGE = OPT_VERB_BASE };
 
@@ -50,14 +49,14 @@ int verb_stats(int argc, char **argv)
     }
     const char *data = c.data, *root = c.images, *out = c.out;
     const bool force = c.force;
-    if (optind < argc)
-        return cli_usage_error("stats", "unexpected argument '%s'", argv[optind]);
+    if (cli_no_operands("stats", argc, argv))
+        return 2;
     if (!out)
         return cli_usage_error("stats", "--out is required");
     if (!merge_a && (!c.model || !data))
         return cli_usage_error("stats", "give --model and --data, or --merge A B");
-    if (mf_fs_exists(out) && !force)
-        return cli_error("%s: exists (use --force to replace it)", out);
+    if (cli_check_out(out, force, false))
+        return 1;
     cli_common_finish(&c);
 
     struct mf_err err = {0};
