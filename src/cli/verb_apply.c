@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/prune_cli.h"
+#include "io/fs.h"
 #include "prune/output.h"
 
 enum { OPT_MASKS = OPT_VERB_BASE };
