@@ -542,6 +542,56 @@ static void check_direct(struct fix *f, struct mf_pool **pools, int n_pools, con
     free(m2);
 }
 
+/* A set of n tensors named nm[i] of shapes shp[i] for the direct-mask tests: weights wfn(i, j, g)
+ * from one standard normal g per element, statistics 4 for tensor 1 and 1 + U(0, 1) elsewhere,
+ * count 3, modality vision for tensor vision_t (-1: none), text otherwise; outputs allocated. */
+static void fix_make(struct fix *f, int n, const int64_t (*shp)[2], const char *const *nm, uint64_t seed,
+                     int vision_t, float (*wfn)(int i, int64_t j, double g))
+{
+    memset(f, 0, sizeof *f);
+    f->set.n = (size_t)n;
+    f->set.t = calloc((size_t)n, sizeof *f->set.t);
+    struct mf_rng r;
+    mf_rng_seed(&r, seed);
+    for (int i = 0; i < n; i++) {
+        struct mf_prune_tensor *t = &f->set.t[i];
+        t->name = strdup(nm[i]);
+        t->out = shp[i][0];
+        t->in = shp[i][1];
+        t->n = t->out * t->in;
+        t->modality = i == vision_t ? MF_MOD_VISION : MF_MOD_TEXT;
+        float *w = malloc((size_t)t->n * sizeof *w);
+        for (int64_t j = 0; j < t->n; j++)
+            w[j] = wfn(i, j, mf_rng_normal(&r));
+        t->w = w;
+        double *ss = malloc((size_t)t->in * sizeof *ss);
+        for (int64_t j = 0; j < t->in; j++)
+            ss[j] = i == 1 ? 4.0 : 1.0 + mf_rng_uniform(&r);
+        t->sumsq = ss;
+        t->count = 3;
+        f->set.total += t->n;
+    }
+    fix_alloc_outputs(f);
+}
+
+/* quantised tensor 1 (ties across tensors and inside the LAMP walk), +-0 */
+static float w_mixed(int i, int64_t j, double g)
+{
+    float v = i == 1 ? (float)(round(g * 8) / 8) : (float)(g * 0.02);
+    return v == 0 && (j & 1) ? -0.0f : v;
+}
+
+/* tensor 0: large values on the first 32 elements of every generator block, small elsewhere;
+ * tensor 1: one value repeated over most elements */
+static float w_misleading(int i, int64_t j, double g)
+{
+    if (i == 0)
+        return (float)(j % 16384 < 32 ? 1e3 * g : 1e-3 * g);
+    if (i == 1)
+        return j % 97 == 0 ? (float)g : (j & 1 ? -0.5f : 0.5f);
+    return (float)g;
+}
+
 static void test_direct_masks(void **state)
 {
     (void)state;
@@ -561,34 +611,7 @@ static void test_direct_masks(void **state)
      * (rand pairs), quantised weights (ties across tensors and inside the LAMP walk), +-0 */
     static const int64_t shp[4][2] = {{97, 301}, {256, 160}, {3, 5}, {130, 257}};
     static const char *const nm[4] = {"a.weight", "b.weight", "c.weight", "d.weight"};
-    memset(&f, 0, sizeof f);
-    f.set.n = 4;
-    f.set.t = calloc(4, sizeof *f.set.t);
-    struct mf_rng r;
-    mf_rng_seed(&r, 5);
-    for (int i = 0; i < 4; i++) {
-        struct mf_prune_tensor *t = &f.set.t[i];
-        t->name = strdup(nm[i]);
-        t->out = shp[i][0];
-        t->in = shp[i][1];
-        t->n = t->out * t->in;
-        t->modality = i == 2 ? MF_MOD_VISION : MF_MOD_TEXT;
-        float *w = malloc((size_t)t->n * sizeof *w);
-        for (int64_t j = 0; j < t->n; j++) {
-            double g = mf_rng_normal(&r);
-            w[j] = i == 1 ? (float)(round(g * 8) / 8) : (float)(g * 0.02);
-            if (w[j] == 0 && (j & 1))
-                w[j] = -0.0f;
-        }
-        t->w = w;
-        double *ss = malloc((size_t)t->in * sizeof *ss);
-        for (int64_t j = 0; j < t->in; j++)
-            ss[j] = i == 1 ? 4.0 : 1.0 + mf_rng_uniform(&r);
-        t->sumsq = ss;
-        t->count = 3;
-        f.set.total += t->n;
-    }
-    fix_alloc_outputs(&f);
+    fix_make(&f, 4, shp, nm, 5, 2, w_mixed);
     check_direct(&f, pools, 4, sp, (int)MF_ARRAY_LEN(sp));
     /* errors: NaN weights name the tensor; rand ignores the weights */
     ((float *)f.set.t[3].w)[1000] = NAN;
@@ -621,37 +644,7 @@ static void test_direct_code_fallbacks(void **state)
     static const int64_t shp[3][2] = {{40, 1024}, {400, 256}, {7, 9}};
     static const char *const nm[3] = {"a.weight", "b.weight", "c.weight"};
     struct fix f;
-    memset(&f, 0, sizeof f);
-    f.set.n = 3;
-    f.set.t = calloc(3, sizeof *f.set.t);
-    struct mf_rng r;
-    mf_rng_seed(&r, 11);
-    for (int i = 0; i < 3; i++) {
-        struct mf_prune_tensor *t = &f.set.t[i];
-        t->name = strdup(nm[i]);
-        t->out = shp[i][0];
-        t->in = shp[i][1];
-        t->n = t->out * t->in;
-        t->modality = MF_MOD_TEXT;
-        float *w = malloc((size_t)t->n * sizeof *w);
-        for (int64_t j = 0; j < t->n; j++) {
-            double g = mf_rng_normal(&r);
-            if (i == 0)
-                w[j] = (float)(j % 16384 < 32 ? 1e3 * g : 1e-3 * g);
-            else if (i == 1)
-                w[j] = j % 97 == 0 ? (float)g : (j & 1 ? -0.5f : 0.5f);
-            else
-                w[j] = (float)g;
-        }
-        t->w = w;
-        double *ss = malloc((size_t)t->in * sizeof *ss);
-        for (int64_t j = 0; j < t->in; j++)
-            ss[j] = i == 1 ? 4.0 : 1.0 + mf_rng_uniform(&r);
-        t->sumsq = ss;
-        t->count = 3;
-        f.set.total += t->n;
-    }
-    fix_alloc_outputs(&f);
+    fix_make(&f, 3, shp, nm, 11, -1, w_misleading);
     check_direct(&f, pools, 2, sp, (int)MF_ARRAY_LEN(sp));
     fix_free(&f, true);
     for (int t = 0; t < 2; t++)
