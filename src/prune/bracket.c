@@ -62,7 +62,7 @@ struct brk {
     uint8_t *const *mask;
     struct mf_brk_scratch *scr;
     enum kind kind;
-    bool ab;             /* K_FLOAT: proxies of |x| */
+    bool ab;             /* K_FLOAT, K_L2: proxies of |x| */
     int64_t rb;          /* sample: one run per rb positions (K_RAND: run_rand per generator block) */
     int64_t run_rand;
     uint32_t key_lo, key_hi;
@@ -382,7 +382,7 @@ static void pass_kernel(void *arg, int ith, int nth)
                 r = classify_f(s->buf, n, false, B->plo[a], B->phi[a], m, s, pos0);
                 break;
             default:
-                r = classify_f(array_src(B, a) + j, n, B->ab || B->kind == K_L2, B->plo[a], B->phi[a], m, s, pos0);
+                r = classify_f(array_src(B, a) + j, n, B->ab, B->plo[a], B->phi[a], m, s, pos0);
                 break;
             }
             if (r < 0) {
@@ -513,23 +513,17 @@ static void choose_bracket(struct brk *B, int nth)
     /* a miss costs a whole scope's radix passes: wider for the big global scopes */
     double sd = sqrt((double)S * p * (1 - p));
     double margin = brk_mode == 2 ? 0.0 : B->total > MID_SCOPE ? 5.0 * sd + 16 : 4.0 * sd + 8;
-    int64_t r[2] = {(int64_t)floor(r0 - margin), (int64_t)ceil(r0 + margin)}, below[2];
+    int64_t want_lo = (int64_t)floor(r0 - margin), want_hi = (int64_t)ceil(r0 + margin), below[2];
+    if (want_lo < 1 && want_hi > S)
+        return; /* the sample cannot narrow anything */
+    /* ranks outside the sample leave that side open */
+    int64_t r[2] = {MF_MIN(MF_MAX(want_lo, 1), S), MF_MAX(MF_MIN(want_hi, S), 1)};
     uint32_t key[2];
-    bool has_lo = r[0] >= 1, has_hi = r[1] <= S;
-    r[1] = MF_MAX(r[1], 1);
-    if (!has_lo && !has_hi)
-        return;
-    if (has_lo && has_hi) {
-        kth_keys(seg, len, nth, 1, 2, r, key, below);
+    kth_keys(seg, len, nth, 1, 2, r, key, below);
+    if (want_lo >= 1)
         B->key_lo = key[0];
+    if (want_hi <= S)
         B->key_hi = key[1];
-    } else {
-        kth_keys(seg, len, nth, 1, 1, has_lo ? &r[0] : &r[1], key, below);
-        if (has_lo)
-            B->key_lo = key[0];
-        else
-            B->key_hi = key[0];
-    }
 }
 
 enum mf_brk_result mf_brk_select(struct mf_pool *pool, const struct mf_brk_scope *sc, int64_t k,
@@ -543,6 +537,7 @@ enum mf_brk_result mf_brk_select(struct mf_pool *pool, const struct mf_brk_scope
         switch (sc->g->kind) {
         case MF_SCORE_L2:
             B.kind = K_L2;
+            B.ab = true; /* the proxy is |w| */
             for (size_t a = 0; a < sc->n_arrays; a++)
                 if (!isfinite(sc->g->norm[sc->tix[a]]))
                     return MF_BRK_MISS; /* non-finite scores: the radix passes name them */
