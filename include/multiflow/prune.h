@@ -144,7 +144,7 @@ struct mf_gprune_opts {
     /* IterSNIP */
     int64_t rounds;            /* T */
     enum mf_schedule schedule;
-    int64_t round_batches;     /* batches per SNIP gradient / IterSNIP round; 0 = one pass */
+    int64_t round_batches;     /* batches per IterSNIP round; 0 = one pass (SNIP always uses one pass) */
     /* TAMT: AdamW on the mask scores, one step per batch, lr linearly decayed to 0 over steps */
     int64_t steps;             /* 0 = one pass of the source, one batch per step */
     double lr, weight_decay, beta1, beta2, eps;
@@ -154,8 +154,9 @@ struct mf_gprune_opts {
  * steps 0, AdamW lr 5e-5, weight decay 0.01 (torch default), betas 0.9/0.999, eps 1e-8, alpha 2. */
 void mf_gprune_opts_default(struct mf_gprune_opts *o);
 
-/* SNIP scores |g * w| / sum of all |g * w| with g the mean gradient over o->round_batches batches
- * at the model's weights. scores[i]: n_i floats (set order). */
+/* SNIP scores |g * w| / sum of all |g * w| with g the mean gradient over every batch of one pass
+ * of src (src->pass_batches batches from its current position; o->round_batches is IterSNIP's and
+ * is not used) at the model's weights. scores[i]: n_i floats (set order). */
 enum mf_status mf_snip_scores(const struct mf_prune_set *set, const struct mf_gprune_opts *o,
                               const struct mf_grad_source *src, float *const *scores, struct mf_err *err);
 

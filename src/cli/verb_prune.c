@@ -53,6 +53,7 @@ static const char help[] =
     "gradient-based methods (need --data; gradients of BLIP's pretraining losses, as `grad`):\n"
     "  --loss LIST           subset of itc,itm,lm (default: every loss the checkpoint has)\n"
     "  --itm-negatives sample|hardest   ITM negatives (default sample)\n"
+    "  snip: |g * w| with g the mean gradient over every batch of the data (what `grad` writes)\n"
     "  --rounds T            itersnip rounds (default 60, the reference's paper setting)\n"
     "  --schedule exp|linear|const   itersnip sparsity schedule (default exp)\n"
     "  --round-batches K     batches per itersnip round (default: one pass of the data split over the\n"
@@ -209,7 +210,9 @@ static json_t *grad_report(const struct grad_ctx *x, enum mf_gmethod gm, const s
     json_array_append_new(notes, json_string("gradient of the sum of the selected losses per batch, averaged over "
                                              "batches of consecutive pairs in file order (as `multiflow grad`)"));
     if (gm == MF_GMETHOD_SNIP) {
-        json_array_append_new(notes, json_string("score |g * w| / sum of all scores, global exact-k"));
+        json_array_append_new(notes, json_string("g averaged over every batch of one pass of the data (the gradient "
+                                                 "`multiflow grad` writes for the same flags); score |g * w| / sum "
+                                                 "of all scores, global exact-k"));
     } else if (gm == MF_GMETHOD_ITERSNIP) {
         json_object_set_new(r, "rounds", json_integer((json_int_t)o->rounds));
         json_object_set_new(r, "schedule", json_string(mf_schedule_name(o->schedule)));
@@ -439,6 +442,21 @@ int verb_prune(int argc, char **argv)
         goto done;
     if (!(m = cli_load_model(&c)))
         goto done;
+    /* the output (and chita's row directory) must be writable before any forward pass */
+    if (mf_atomic_dir_open(out, force, &ad, &err)) {
+        cli_error("%s", err.msg);
+        goto done;
+    }
+    ad_open = true;
+    if (has_chita) {
+        char probe[MF_PATH_MAX];
+        const char *td = tmp_dir && tmp_dir[0] ? tmp_dir : getenv("TMPDIR");
+        if (!mf_fs_join(probe, sizeof probe, td && td[0] ? td : "/tmp", "multiflow-probe") ||
+            mf_fs_check_writable(probe, &err)) {
+            cli_error("--tmp: %s", err.msg[0] ? err.msg : "path too long");
+            goto done;
+        }
+    }
     double t_load = mf_time_now() - t0, t_calib = 0;
     const char *stats_source = NULL;
     char stats_desc[600];
@@ -465,11 +483,10 @@ int verb_prune(int argc, char **argv)
         cli_error("cannot start %d threads", c.threads);
         goto done;
     }
-    if (mf_prune_set_init(m, stats, &set, &err) || mf_atomic_dir_open(out, force, &ad, &err)) {
+    if (mf_prune_set_init(m, stats, &set, &err)) {
         cli_error("%s", err.msg);
         goto done;
     }
-    ad_open = true;
     if (any_grad) {
         struct mf_grad_stream_opts so = {lo, c.batch, c.max_tokens, c.quiet ? NULL : "gradients"};
         if ((!s && mf_session_create(m, c.threads, &s, &err)) || mf_grad_stream_create(s, ann, &so, &gs, &err) ||

@@ -3,8 +3,10 @@
  * the IterSNIP sparsity schedules, the method names, and mf_gprune_run, the one entry point for
  * every gradient-based method (TAMT lives in tamt.c).
  *
- * SNIP: score |g * w| / sum of all scores, g the mean gradient over the source's batches at the
- * model's weights; global exact-k. IterSNIP: T rounds; round t recomputes g at the masked weights
+ * SNIP: score |g * w| / sum of all scores, g the mean gradient over every batch of one pass of
+ * the source (src->pass_batches, the reference's num_batches) at the model's weights, the gradient
+ * `multiflow grad` writes; global exact-k. IterSNIP's per-round count (o->round_batches) does not
+ * apply. IterSNIP: T rounds; round t recomputes g at the masked weights
  * (w * mask, so pruned weights read as zero in the forward and backward) over the NEXT batches of
  * the source, scores |g * (w * mask)| (0 where pruned), and prunes globally to s_t. Pruned weights
  * stay pruned: their selection key is -1, below every score, so exact-k removes them first (the
@@ -145,7 +147,9 @@ enum mf_status mf_snip_scores(const struct mf_prune_set *set, const struct mf_gp
     const float **g = mf_calloc(set->n, sizeof *g);
     if (!g)
         return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
-    if ((st = src->mean_grad(src->ud, NULL, o->round_batches, g, err)))
+    (void)o; /* SNIP has no per-round count: o->round_batches is IterSNIP's */
+    /* every batch of one pass, from the source's current position (the CLI rewinds first) */
+    if ((st = src->mean_grad(src->ud, NULL, src->pass_batches, g, err)))
         goto fail;
     st = snip_score(set, g, NULL, scores, err);
 fail:

@@ -183,6 +183,14 @@ static void test_golden(void **state)
             fail_msg("%s", err.msg);
         compare_case(&f, "snip");
         assert_int_equal(f.S.pos, f.S.n_pass);
+        /* SNIP averages every batch of a pass whatever IterSNIP's per-round count says (issue 8:
+         * it once took round_batches, 1 batch of 4 with the CLI's 60 rounds) */
+        o.round_batches = 1;
+        src = source_of(&f.S);
+        if (mf_gprune_run(pool, MF_GMETHOD_SNIP, &f.set, 0.55, &o, &src, f.scores, f.masks, &err))
+            fail_msg("%s", err.msg);
+        compare_case(&f, "snip");
+        assert_int_equal(f.S.pos, f.S.n_pass);
 
         struct { const char *name; double s; int64_t T; enum mf_schedule sc; int64_t rb, drawn; } it[] = {
             {"itersnip_exp", 0.6, 3, MF_SCHEDULE_EXP, 2, 6},

@@ -107,6 +107,21 @@ st_header_len() {
     od -An -tu8 -N8 "$1" | tr -d ' \n'
 }
 
+# st_json FILE: the JSON header of a safetensors file.
+st_json() {
+    local n
+    n=$(st_header_len "$1")
+    head -c $((8 + n)) "$1" | tail -c +9
+}
+
+# st_vals FILE NAME [FMT]: the values of tensor NAME, one per line (od type FMT, default f4 = F32).
+st_vals() {
+    local n b e
+    n=$(st_header_len "$1")
+    read -r b e < <(st_json "$1" | jq -r --arg k "$2" '.[$k].data_offsets | "\(.[0]) \(.[1])"')
+    od -An -v -t "${3:-f4}" -j $((8 + n + b)) -N $((e - b)) "$1" | tr -s ' ' '\n' | sed '/^$/d'
+}
+
 # st_patch IN OUT SED_EXPR: copies a safetensors file, applying SED_EXPR to its JSON header only.
 # The edited header must keep its byte length, so every offset stays valid; fails loudly otherwise.
 st_patch() {
