@@ -120,5 +120,6 @@ int verb_score(int argc, char **argv);
 int verb_eval(int argc, char **argv);
 int verb_grad(int argc, char **argv);
 int verb_finetune(int argc, char **argv);
+int verb_world(int argc, char **argv);
 
 #endif

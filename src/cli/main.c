@@ -18,6 +18,7 @@ static const char usage[] =
     "  stats     calibration statistics only, or merge two statistics files\n"
     "  grad      gradients of BLIP's pretraining losses (itc, itm, lm) for every prunable tensor\n"
     "  finetune  masked fine-tuning (ITC+ITM, AdamW) of a pruned checkpoint: a new checkpoint directory\n"
+    "  world     a deterministic image-caption-question world (PNG scenes, captions, questions, vocab.txt)\n"
     "\n"
     "'multiflow <verb> --help' describes a verb's options.\n";
 
@@ -52,6 +53,8 @@ int main(int argc, char **argv)
         return verb_grad(argc - 1, argv + 1);
     if (strcmp(verb, "finetune") == 0)
         return verb_finetune(argc - 1, argv + 1);
+    if (strcmp(verb, "world") == 0)
+        return verb_world(argc - 1, argv + 1);
     fprintf(stderr, "multiflow: unknown verb '%s'\n\n%s", verb, usage);
     return 2;
 }
