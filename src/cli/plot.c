@@ -3,6 +3,7 @@
  * One panel per modality; x = the modality's prunable tensors in forward order (ticks at layer
  * boundaries), y = fraction pruned. Plain SVG 1.1, no scripts, readable at 100 % zoom.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -108,7 +109,7 @@ enum mf_status cli_plot_sparsity(const char *path, const struct mf_model *m, con
     fprintf(f, "</svg>\n");
     if (ferror(f)) {
         mf_atomic_abort(&af);
-        return mf_err_set(err, MF_ERR_IO, "%s: write failed", path);
+        return mf_err_set(err, MF_ERR_IO, "%s: write failed: %s", path, mf_fs_strerror(errno));
     }
     return mf_atomic_commit(&af, err);
 }

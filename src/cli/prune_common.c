@@ -3,6 +3,7 @@
  * and report.json (per tensor, per modality, overall sparsity; method, settings, calibration size,
  * phase times). Shared by `prune` and `apply`.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +21,7 @@ static enum mf_status write_json(const char *path, json_t *root, struct mf_err *
         return st;
     if (json_dumpf(root, af.f, JSON_INDENT(2) | JSON_REAL_PRECISION(8)) != 0 || fputc('\n', af.f) == EOF) {
         mf_atomic_abort(&af);
-        return mf_err_set(err, MF_ERR_IO, "%s: write failed", path);
+        return mf_err_set(err, MF_ERR_IO, "%s: write failed: %s", path, mf_fs_strerror(errno));
     }
     return mf_atomic_commit(&af, err);
 }

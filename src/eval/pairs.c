@@ -9,6 +9,7 @@
 
 #include "core/common.h"
 #include "io/annotations.h"
+#include "io/fs.h"
 #include "io/image.h"
 #include "multiflow/eval.h"
 
@@ -18,6 +19,7 @@ enum mf_status mf_pairs_batch(const struct mf_model *m, const struct mf_annotati
     const struct mf_model_info *info = mf_model_get_info(m);
     const int64_t R = info->vision.image_size, img_n = 3 * R * R;
     enum mf_status st;
+    mf_fs_test_pause("batch");
     for (int64_t b = 0; b < B; b++) {
         int64_t p = start + b;
         if (p >= ann->n_pairs)

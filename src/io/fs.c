@@ -5,7 +5,11 @@
  * Does not: follow symlinks while removing, retry on EINTR beyond read/write loops, or handle
  * non-POSIX systems. Temp names are generated here (not mkstemp/mkdtemp) so that the created file
  * or directory gets the usual 0666/0777 & ~umask permissions instead of 0600/0700, while still being
- * created exclusively (O_EXCL / mkdir's EEXIST).
+ * created exclusively (O_EXCL / mkdir's EEXIST); they carry the pid so that a later run can tell a
+ * dead process's leftovers from a live one's. The registry of open temporary outputs is a fixed
+ * array of slots (claimed with a compare-exchange, paths copied in before the slot is published)
+ * so that a signal handler can read it without locks; its tree removal uses openat/getdents64/
+ * unlinkat only (Linux; elsewhere a directory is removed only if empty).
  * Reference: POSIX open(2), rename(2), fsync(2); the temp-then-rename pattern of curl
  * lib/curl_fopen.c (read, not copied).
  */
@@ -14,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,6 +26,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
 
 #include "core/common.h"
 
@@ -309,6 +317,187 @@ enum mf_status mf_fs_remove_tree(const char *path, struct mf_err *err)
     return remove_rec(buf, sizeof buf, err);
 }
 
+/* ---------------------------------------------------------------- registry of open temporaries */
+
+enum { REG_FREE = 0, REG_BUSY, REG_FILE, REG_DIR, REG_ASIDE };
+#define REG_SLOTS 32
+
+static struct reg_slot {
+    atomic_int kind;
+    char path[MF_PATH_MAX];
+    char back[MF_PATH_MAX]; /* the final path (REG_ASIDE: where the moved-aside output returns) */
+} reg[REG_SLOTS];
+
+/* Publishes a temporary path and its final (or, for REG_ASIDE, original) path; returns slot + 1, or 0 when every slot is taken (the output then
+ * simply is not cleaned on a signal). */
+static int reg_add(int kind, const char *path, const char *back)
+{
+    if (strlen(path) >= MF_PATH_MAX || strlen(back) >= MF_PATH_MAX)
+        return 0;
+    for (int i = 0; i < REG_SLOTS; i++) {
+        int expect = REG_FREE;
+        if (atomic_compare_exchange_strong(&reg[i].kind, &expect, REG_BUSY)) {
+            strcpy(reg[i].path, path);
+            strcpy(reg[i].back, back);
+            atomic_store(&reg[i].kind, kind);
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+static void reg_set(int slot, int kind)
+{
+    if (slot > 0)
+        atomic_store(&reg[slot - 1].kind, kind);
+}
+
+static void reg_del(int *slot)
+{
+    reg_set(*slot, REG_FREE);
+    *slot = 0;
+}
+
+static bool is_dot_or_dotdot(const char *s)
+{
+    return s[0] == '.' && (s[1] == 0 || (s[1] == '.' && s[2] == 0));
+}
+
+#if defined(__linux__) && defined(SYS_getdents64)
+struct dirent64_raw {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+#endif
+
+/* Removes name (relative to the directory dfd) and everything under it, with async-signal-safe
+ * calls only (no malloc, no stdio, no opendir). Depth is bounded by the caller's stack budget. */
+static void remove_at_signal_safe(int dfd, const char *name, int depth)
+{
+    if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
+        return; /* a file or a symlink */
+    int fd = depth < 16 ? openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    /* entries removed while listing may make getdents skip others: list again until rmdir works */
+    for (int pass = 0; pass < 8; pass++) {
+#if defined(__linux__) && defined(SYS_getdents64)
+        if (fd >= 0 && lseek(fd, 0, SEEK_SET) == 0) {
+            _Alignas(8) char buf[2048];
+            long n;
+            while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0)
+                for (long off = 0; off < n;) {
+                    const struct dirent64_raw *e = (const void *)(buf + off);
+                    off += e->d_reclen;
+                    if (!is_dot_or_dotdot(e->d_name))
+                        remove_at_signal_safe(fd, e->d_name, depth + 1);
+                }
+        }
+#endif
+        if (unlinkat(dfd, name, AT_REMOVEDIR) == 0 || (errno != ENOTEMPTY && errno != EEXIST))
+            break;
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
+void mf_fs_remove_temps(void)
+{
+    int saved = errno;
+    for (int i = 0; i < REG_SLOTS; i++) {
+        int k = atomic_load(&reg[i].kind);
+        if (k == REG_FILE)
+            unlink(reg[i].path);
+        else if (k == REG_DIR)
+            remove_at_signal_safe(AT_FDCWD, reg[i].path, 0);
+    }
+    /* a forced commit moved the old output aside: put it back, unless the new one is in place */
+    for (int i = 0; i < REG_SLOTS; i++)
+        if (atomic_load(&reg[i].kind) == REG_ASIDE && rename(reg[i].path, reg[i].back) != 0 &&
+            (errno == EEXIST || errno == ENOTEMPTY))
+            remove_at_signal_safe(AT_FDCWD, reg[i].path, 0);
+    errno = saved;
+}
+
+void mf_fs_temp_to_final(char *msg, size_t cap)
+{
+    /* files first: a file's temporary path may lie inside a temporary directory */
+    for (int pass = 0, i = 0; pass < 2; i = (i + 1) % REG_SLOTS, pass += i == 0) {
+        if (atomic_load(&reg[i].kind) != (pass == 0 ? REG_FILE : REG_DIR))
+            continue;
+        size_t tl = strlen(reg[i].path), fl = strlen(reg[i].back);
+        char *at;
+        while (tl > 0 && (at = strstr(msg, reg[i].path)) != NULL) {
+            size_t rest = strlen(at + tl) + 1;
+            if ((size_t)(at - msg) + fl + rest > cap)
+                break;
+            memmove(at + fl, at + tl, rest);
+            memcpy(at, reg[i].back, fl);
+        }
+    }
+}
+
+const char *mf_fs_strerror(int e)
+{
+    if (e == EFBIG)
+        return "File too large (the file size limit was reached; see 'ulimit -f')";
+    if (e == ENOSPC)
+        return "No space left on device (free some space or write elsewhere)";
+#ifdef EDQUOT
+    if (e == EDQUOT)
+        return "Disk quota exceeded (free some space or write elsewhere)";
+#endif
+    return strerror(e);
+}
+
+/* The pid of a temporary name ".<base>.mf<pid>-<6 of [A-Za-z0-9]>", or 0 if name is not one. */
+static long temp_name_pid(const char *name, const char *base)
+{
+    size_t bl = strlen(base);
+    if (name[0] != '.' || strncmp(name + 1, base, bl) != 0 || strncmp(name + 1 + bl, ".mf", 3) != 0)
+        return 0;
+    const char *p = name + bl + 4;
+    long pid = 0;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9' && digits < 10; p++, digits++)
+        pid = pid * 10 + (*p - '0');
+    if (digits == 0 || *p++ != '-')
+        return 0;
+    for (int i = 0; i < 6; i++, p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+            return 0;
+    return *p == 0 ? pid : 0;
+}
+
+/* Removes the temporary outputs for final left by dead processes (killed before they could clean
+ * up): files by their name, directories by their name and marker file. Best effort, no errors. */
+static void remove_stale(const char *final)
+{
+    char dir[MF_PATH_MAX], p[MF_PATH_MAX], marker[MF_PATH_MAX];
+    const char *base = mf_fs_basename(final);
+    if (!mf_fs_dirname(dir, sizeof dir, final))
+        return;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long pid = temp_name_pid(e->d_name, base);
+        if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; /* not ours, or its process may still be running */
+        struct stat sb;
+        if (!mf_fs_join(p, sizeof p, dir, e->d_name) || lstat(p, &sb) != 0)
+            continue;
+        if (S_ISREG(sb.st_mode))
+            unlink(p);
+        else if (S_ISDIR(sb.st_mode) && mf_fs_join(marker, sizeof marker, p, MF_FS_TEMP_MARKER) &&
+                 mf_fs_is_file(marker))
+            mf_fs_remove_tree(p, NULL);
+    }
+    closedir(d);
+}
+
 /* Six characters from [A-Za-z0-9], different on every call in this process and across processes. */
 static void temp_suffix(char out[7])
 {
@@ -332,14 +521,15 @@ static void temp_suffix(char out[7])
 }
 
 /* Splits path (trailing '/' ignored) into final (normalised) and a temp name "<dir>/.<base>.<rand>"
- * without the random part (the caller appends it). */
+ * mf<pid>- without the random part (the caller appends it). Leftovers of dead processes with the
+ * same final name are removed first (see remove_stale). */
 static enum mf_status temp_prefix(const char *path, char *final, char *prefix, size_t cap,
                                   struct mf_err *err)
 {
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
         n--;
-    if (n == 0 || n + 16 >= cap)
+    if (n == 0 || n + 40 >= cap)
         return mf_err_set(err, MF_ERR_ARG, "'%s': output path is empty or too long", path);
     memcpy(final, path, n);
     final[n] = 0;
@@ -347,7 +537,8 @@ static enum mf_status temp_prefix(const char *path, char *final, char *prefix, s
     if (!*base || !strcmp(base, ".") || !strcmp(base, "..") || !strcmp(final, "/"))
         return mf_err_set(err, MF_ERR_ARG, "'%s': output path has no file name", path);
     size_t dl = (size_t)(base - final);
-    snprintf(prefix, cap, "%.*s.%s.", (int)dl, final, base);
+    snprintf(prefix, cap, "%.*s.%s.mf%ld-", (int)dl, final, base, (long)getpid());
+    remove_stale(final);
     return MF_OK;
 }
 
@@ -357,6 +548,7 @@ enum mf_status mf_atomic_open(const char *path, struct mf_atomic_file *af, struc
     int fd = -1;
     af->f = NULL;
     af->tmp[0] = 0;
+    af->reg = 0;
     if (temp_prefix(path, af->final, prefix, sizeof prefix, err) != MF_OK)
         return err ? err->code : MF_ERR_ARG;
     if (mf_fs_is_dir(af->final))
@@ -379,12 +571,14 @@ enum mf_status mf_atomic_open(const char *path, struct mf_atomic_file *af, struc
                           "%s: cannot create a temporary file in '%s': %s", af->final, dir,
                           strerror(e));
     }
+    af->reg = reg_add(REG_FILE, af->tmp, af->final);
     af->f = fdopen(fd, "wb");
     if (!af->f) {
         int e = errno;
         close(fd);
         unlink(af->tmp);
         af->tmp[0] = 0;
+        reg_del(&af->reg);
         return mf_err_set(err, MF_ERR_IO, "%s: fdopen failed: %s", af->final, strerror(e));
     }
     return MF_OK;
@@ -398,6 +592,7 @@ void mf_atomic_abort(struct mf_atomic_file *af)
     if (af->tmp[0])
         unlink(af->tmp);
     af->tmp[0] = 0;
+    reg_del(&af->reg);
 }
 
 enum mf_status mf_atomic_commit(struct mf_atomic_file *af, struct mf_err *err)
@@ -405,18 +600,19 @@ enum mf_status mf_atomic_commit(struct mf_atomic_file *af, struct mf_err *err)
     char dir[MF_PATH_MAX];
     if (!af->f || !af->tmp[0])
         return mf_err_set(err, MF_ERR_ARG, "%s: atomic file is not open", af->final);
+    mf_fs_test_pause("commit");
     if (ferror(af->f) || fflush(af->f) != 0) {
-        mf_err_set(err, MF_ERR_IO, "%s: write failed: %s", af->final, strerror(errno));
+        mf_err_set(err, MF_ERR_IO, "%s: write failed: %s", af->final, mf_fs_strerror(errno));
         goto fail;
     }
     if (fsync(fileno(af->f)) != 0) {
-        mf_err_set(err, MF_ERR_IO, "%s: fsync failed: %s", af->final, strerror(errno));
+        mf_err_set(err, MF_ERR_IO, "%s: fsync failed: %s", af->final, mf_fs_strerror(errno));
         goto fail;
     }
     int rc = fclose(af->f);
     af->f = NULL;
     if (rc != 0) {
-        mf_err_set(err, MF_ERR_IO, "%s: close failed: %s", af->final, strerror(errno));
+        mf_err_set(err, MF_ERR_IO, "%s: close failed: %s", af->final, mf_fs_strerror(errno));
         goto fail;
     }
     if (rename(af->tmp, af->final) != 0) {
@@ -425,6 +621,7 @@ enum mf_status mf_atomic_commit(struct mf_atomic_file *af, struct mf_err *err)
         goto fail;
     }
     af->tmp[0] = 0;
+    reg_del(&af->reg);
     mf_fs_dirname(dir, sizeof dir, af->final);
     return mf_fs_sync_dir(dir, err);
 fail:
@@ -439,6 +636,7 @@ enum mf_status mf_atomic_dir_open(const char *path, bool force, struct mf_atomic
     bool made = false;
     ad->tmp[0] = 0;
     ad->force = force;
+    ad->reg = 0;
     if (temp_prefix(path, ad->final, prefix, sizeof prefix, err) != MF_OK)
         return err ? err->code : MF_ERR_ARG;
     if (mf_fs_exists(ad->final) && !force)
@@ -464,6 +662,19 @@ enum mf_status mf_atomic_dir_open(const char *path, bool force, struct mf_atomic
                           "%s: cannot create a temporary directory in '%s': %s", ad->final, dir,
                           strerror(e));
     }
+    ad->reg = reg_add(REG_DIR, ad->tmp, ad->final);
+    /* the marker tells a later run that this is a multiflow temporary (see remove_stale) */
+    char marker[MF_PATH_MAX];
+    int fd = mf_fs_join(marker, sizeof marker, ad->tmp, MF_FS_TEMP_MARKER)
+                 ? open(marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666)
+                 : -1;
+    if (fd < 0) {
+        e = errno;
+        mf_atomic_dir_abort(ad);
+        return mf_err_set(err, MF_ERR_IO, "%s: cannot create '%s' in the temporary directory: %s",
+                          ad->final, MF_FS_TEMP_MARKER, strerror(e));
+    }
+    close(fd);
     return MF_OK;
 }
 
@@ -472,15 +683,22 @@ void mf_atomic_dir_abort(struct mf_atomic_dir *ad)
     if (ad->tmp[0])
         mf_fs_remove_tree(ad->tmp, NULL);
     ad->tmp[0] = 0;
+    reg_del(&ad->reg);
 }
 
 enum mf_status mf_atomic_dir_commit(struct mf_atomic_dir *ad, struct mf_err *err)
 {
     char old[MF_PATH_MAX] = "";
-    char dir[MF_PATH_MAX];
+    char dir[MF_PATH_MAX], marker[MF_PATH_MAX];
+    int aside = 0; /* registry slot of the moved-aside old output */
     if (!ad->tmp[0])
         return mf_err_set(err, MF_ERR_ARG, "%s: atomic directory is not open", ad->final);
     mf_fs_dirname(dir, sizeof dir, ad->final);
+    if (mf_fs_join(marker, sizeof marker, ad->tmp, MF_FS_TEMP_MARKER) && unlink(marker) != 0 &&
+        errno != ENOENT) {
+        mf_err_set(err, MF_ERR_IO, "%s: cannot remove '%s': %s", ad->final, marker, strerror(errno));
+        goto fail;
+    }
     if (mf_fs_sync_dir(ad->tmp, err) != MF_OK)
         goto fail;
     if (mf_fs_exists(ad->final)) {
@@ -494,6 +712,8 @@ enum mf_status mf_atomic_dir_commit(struct mf_atomic_dir *ad, struct mf_err *err
         temp_suffix(sfx);
         const char *base = mf_fs_basename(ad->final);
         snprintf(old, sizeof old, "%.*s.%s.old.%s", (int)(base - ad->final), ad->final, base, sfx);
+        /* registered first: a signal from here on puts the old output back (mf_fs_remove_temps) */
+        aside = reg_add(REG_ASIDE, old, ad->final);
         if (rename(ad->final, old) != 0) {
             mf_err_set(err, MF_ERR_IO, "%s: cannot move the old output aside: %s", ad->final,
                        strerror(errno));
@@ -508,11 +728,17 @@ enum mf_status mf_atomic_dir_commit(struct mf_atomic_dir *ad, struct mf_err *err
             old[0] = 0;
         goto fail;
     }
+    reg_set(aside, REG_DIR); /* the new output is in place: the old one is now only to be removed */
     ad->tmp[0] = 0;
-    if (old[0] && mf_fs_remove_tree(old, err) != MF_OK)
+    reg_del(&ad->reg);
+    if (old[0] && mf_fs_remove_tree(old, err) != MF_OK) {
+        reg_del(&aside);
         return err ? err->code : MF_ERR_IO; /* new output is in place; the old copy is left over */
+    }
+    reg_del(&aside);
     return mf_fs_sync_dir(dir, err);
 fail:
+    reg_del(&aside);
     mf_atomic_dir_abort(ad);
     return err ? err->code : MF_ERR_IO;
 }
@@ -548,7 +774,7 @@ enum mf_status mf_fs_copy_file(const char *src, const char *dst, struct mf_err *
         if (r == 0)
             break;
         if (fwrite(buf, 1, (size_t)r, af.f) != (size_t)r) {
-            mf_err_set(err, MF_ERR_IO, "%s: write failed: %s", dst, strerror(errno));
+            mf_err_set(err, MF_ERR_IO, "%s: write failed: %s", dst, mf_fs_strerror(errno));
             goto fail;
         }
     }
@@ -565,4 +791,33 @@ fail:
     if (fd >= 0)
         close(fd);
     return err ? err->code : MF_ERR_IO;
+}
+
+enum mf_status mf_fs_check_writable(const char *path, struct mf_err *err)
+{
+    struct mf_atomic_file af = {0};
+    enum mf_status st = mf_atomic_open(path, &af, err);
+    if (st == MF_OK)
+        mf_atomic_abort(&af);
+    return st;
+}
+
+void mf_fs_test_pause(const char *point)
+{
+    static atomic_long calls;
+    const char *spec = getenv("MF_TEST_PAUSE");
+    size_t n = strlen(point);
+    if (!spec || strncmp(spec, point, n) != 0 || spec[n] != ':')
+        return;
+    if (atomic_fetch_add(&calls, 1) + 1 != strtol(spec + n + 1, NULL, 10))
+        return;
+    const char *flag = getenv("MF_TEST_PAUSE_FILE");
+    if (flag) {
+        int fd = open(flag, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+        if (fd >= 0)
+            close(fd);
+    }
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < 12000; i++) /* 120 s, then carry on: a test that sent nothing fails anyway */
+        nanosleep(&ts, NULL);
 }

@@ -8,9 +8,18 @@
  *     fputs("{}\n", af.f);
  *     return mf_atomic_commit(&af, &err);   // fflush + fsync + rename + fsync(dir)
  *
+ * Temporary outputs are named <dir>/.<name>.mf<pid>-<6 random chars>; a temporary directory also
+ * holds a marker file (MF_FS_TEMP_MARKER) until its commit. While open, each one is listed in a
+ * process-wide registry that mf_fs_remove_temps() empties with async-signal-safe calls only, so a
+ * signal handler (installed by the CLI, never by the library) can leave nothing behind. A temporary
+ * output whose process died without cleaning up (SIGKILL, power loss) is recognised by that name
+ * (and, for a directory, the marker) and removed by the next mf_atomic_open/mf_atomic_dir_open of
+ * the same output path, when no process with that pid is alive.
+ *
  * What it deliberately does not do: no Windows paths, no locking against a second process writing
  * the same output (the temp names are unique, the last rename wins), no following of symlinks when
- * removing trees (a symlink is unlinked, never its target).
+ * removing trees (a symlink is unlinked, never its target), no stale-temp detection across hosts
+ * sharing a file system (the pid is only meaningful on this host).
  * Reference: the "write to <dir>/.<name>.XXXXXX, fsync, rename" pattern of curl lib/curl_fopen.c
  * (read, not copied) and POSIX rename(2) atomicity.
  * Thread safety: every function is reentrant; an mf_atomic_file/mf_atomic_dir belongs to one thread.
@@ -63,6 +72,7 @@ struct mf_atomic_file {
     FILE *f;
     char tmp[MF_PATH_MAX];
     char final[MF_PATH_MAX];
+    int reg; /* registry slot + 1 (0: not registered) */
 };
 enum mf_status mf_atomic_open(const char *path, struct mf_atomic_file *af, struct mf_err *err);
 enum mf_status mf_atomic_commit(struct mf_atomic_file *af, struct mf_err *err);
@@ -77,10 +87,38 @@ struct mf_atomic_dir {
     char tmp[MF_PATH_MAX];
     char final[MF_PATH_MAX];
     bool force;
+    int reg; /* registry slot + 1 (0: not registered) */
 };
 enum mf_status mf_atomic_dir_open(const char *path, bool force, struct mf_atomic_dir *ad,
                                   struct mf_err *err);
 enum mf_status mf_atomic_dir_commit(struct mf_atomic_dir *ad, struct mf_err *err);
 void mf_atomic_dir_abort(struct mf_atomic_dir *ad);
+
+/* Name of the marker file inside a temporary output directory. */
+#define MF_FS_TEMP_MARKER ".multiflow-partial"
+
+/* Removes every temporary output this process has open (files, directories with their contents)
+ * and puts back an output that a forced directory commit had moved aside. Async-signal-safe: only
+ * unlink/rmdir/rename/open/getdents/close on paths recorded at open time; meant for a signal handler
+ * that exits right after (the atomic objects are left unusable). */
+void mf_fs_remove_temps(void);
+
+/* Rewrites, in msg (NUL-terminated, cap bytes), each temporary path of an open atomic file or
+ * directory into its final path, so that messages name what the user asked for. */
+void mf_fs_temp_to_final(char *msg, size_t cap);
+
+/* strerror(e), with what to do about it for EFBIG (the file size limit, 'ulimit -f') and ENOSPC /
+ * EDQUOT (the disk or quota is full). */
+const char *mf_fs_strerror(int e);
+
+/* Checks, before any long work, that path could be written: creates and removes a temporary file
+ * next to it (the directory exists and is writable, path is not a directory). */
+enum mf_status mf_fs_check_writable(const char *path, struct mf_err *err);
+
+/* Test hook for interruption tests: when the environment has MF_TEST_PAUSE=<point>:<n>, the n-th
+ * call with that point creates the file named by MF_TEST_PAUSE_FILE (if set) and sleeps up to 120 s,
+ * waiting for a signal. Points: "commit" (mf_atomic_commit, the data written but not renamed),
+ * "batch" (eval/pairs.c, each batch of pairs read). Without the variable it does nothing. */
+void mf_fs_test_pause(const char *point);
 
 #endif

@@ -779,7 +779,7 @@ enum mf_status mf_st_writer_commit(struct mf_st_writer *w, struct mf_err *err)
         }
     }
     if (!ok) {
-        s = fail_msg(err, MF_ERR_IO, w->path, "write failed: %s", strerror(errno));
+        s = fail_msg(err, MF_ERR_IO, w->path, "write failed: %s", mf_fs_strerror(errno));
         goto fail;
     }
     opened = false;
