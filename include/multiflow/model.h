@@ -52,7 +52,8 @@ struct mf_model_opts {
     int n_head_text;         /* likewise */
     enum mf_itm_token itm_token;
     enum mf_clean clean;
-    int max_tokens;          /* default text length (35) */
+    int max_tokens;          /* default text length; 0 (default) = min(35, text positions); above
+                              * the positions: mf_model_load fails (MF_ERR_ARG) */
     bool load_decoder;       /* default true: load the text decoder when present */
 };
 

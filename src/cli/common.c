@@ -16,7 +16,7 @@ void cli_common_init(struct cli_common *c)
     memset(c, 0, sizeof *c);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c->threads = n > 0 ? (int)(n < 64 ? n : 64) : 1;
-    c->max_tokens = 35;
+    c->max_tokens = 0; /* the model's default, min(35, text positions), set by cli_load_model */
     c->batch = 8;
     c->lo.negatives = MF_ITM_NEG_SAMPLE;
 }
@@ -173,7 +173,7 @@ void cli_common_finish(struct cli_common *c)
         mf_progress_set_mode(MF_PROGRESS_AUTO);
 }
 
-struct mf_model *cli_load_model(const struct cli_common *c)
+struct mf_model *cli_load_model(struct cli_common *c)
 {
     struct mf_err err = {0};
     struct mf_model_opts o = mf_model_opts_default();
@@ -188,6 +188,7 @@ struct mf_model *cli_load_model(const struct cli_common *c)
         cli_error("%s", err.msg);
         return NULL;
     }
+    c->max_tokens = mf_model_get_info(m)->max_tokens; /* --max-tokens, or the model's default */
     return m;
 }
 

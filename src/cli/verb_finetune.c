@@ -201,7 +201,7 @@ int verb_finetune(int argc, char **argv)
 
     if (!(ann = cli_load_annotations(&c, data, root)))
         goto done;
-    const int64_t B = c.batch, n_pairs = ann->n_pairs, T = c.max_tokens;
+    const int64_t B = c.batch, n_pairs = ann->n_pairs;
     const int64_t per_epoch = n_pairs / B;
     if (per_epoch < 1) {
         cli_error("%s: %lld pairs, fewer than one batch of %lld", data, (long long)n_pairs, (long long)B);
@@ -216,6 +216,7 @@ int verb_finetune(int argc, char **argv)
     to.warmup_steps = warmup;
     if (!(m = cli_load_model(&c)))
         goto done;
+    const int64_t T = c.max_tokens; /* known once the model is loaded */
     if (!mf_model_get_info(m)->has_itm || !mf_model_get_info(m)->has_itc) {
         cli_error("%s: retrieval fine-tuning needs the ITC projections and the ITM head (an image-text "
                   "retrieval checkpoint)", c.model);

@@ -23,7 +23,7 @@
 struct mf_model_opts mf_model_opts_default(void)
 {
     struct mf_model_opts o = {0};
-    o.max_tokens = 35;
+    o.max_tokens = 0; /* min(35, the model's text positions) */
     o.load_decoder = true;
     return o;
 }
@@ -322,7 +322,7 @@ static void fill_info(struct mf_model *m, const struct mf_model_opts *o)
     const struct mf_bert_cfg *t = i->has_text_encoder ? &m->text.cfg : &m->dec.cfg;
     i->vision = (struct mf_vit_info){v->d, v->n_layer, v->n_head, v->d_ff, v->patch, v->image_size, v->n_tok, v->eps};
     i->text = (struct mf_bert_info){t->d, t->n_layer, t->n_head, t->d_ff, t->vocab, t->max_pos, t->enc_width, t->eps};
-    i->max_tokens = o->max_tokens > 0 ? o->max_tokens : 35;
+    i->max_tokens = o->max_tokens > 0 ? o->max_tokens : (int)MF_MIN(35, t->max_pos);
     i->clean = o->clean != MF_CLEAN_AUTO ? o->clean
                                          : (i->layout == MF_LAYOUT_BLIP_ORIG ? MF_CLEAN_BLIP : MF_CLEAN_NONE);
 }
@@ -436,6 +436,11 @@ enum mf_status mf_model_load(const char *path, const struct mf_model_opts *opts,
         lm->dec_bi = mf_layout_grad_owner(m, lm->dec_b);
     }
     fill_info(m, &o);
+    if (o.max_tokens > info->text.max_pos) {
+        st = mf_err_set(err, MF_ERR_ARG, "%s: max tokens %d is more than the model's %lld text positions", path,
+                        o.max_tokens, (long long)info->text.max_pos);
+        goto fail;
+    }
     if ((st = load_vocab(m, &o, err)))
         goto fail;
     *out = m;
