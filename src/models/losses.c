@@ -1,11 +1,14 @@
 /*
- * models/losses.c: BLIP's pretraining losses on one batch — ITC (in-batch + stored queues, learned
- * temperature, stop-gradient columns), ITM (3B pairs with hard negatives, sampled or hardest), LM
- * (label smoothing 0.1, token mean) — as a training forward, loss values and a backward into a
- * gradient block, on top of the model backward of models/grad.h.
+ * models/losses.c: BLIP's pretraining losses on one batch — ITC (columns: the momentum encoders'
+ * features of the batch, then the queues; learned temperature), ITM (3B pairs with hard negatives
+ * drawn from those similarities, sampled or hardest), LM (label smoothing 0.1, token mean) — as a
+ * training forward, loss values and a backward into a gradient block, on top of the model
+ * backward of models/grad.h. The momentum update, momentum forward and enqueue are
+ * models/momentum.c's; without momentum copies (or with momentum off) the online features with
+ * the gradient stopped are the columns and the queues stay as stored.
  *
- * Does not: run the momentum encoders, distil (alpha = 0), update the queues, or draw negatives
- * bit-compatibly with torch.multinomial; see docs/internals/losses.md for each decision.
+ * Does not: distil (alpha = 0), or draw negatives bit-compatibly with torch.multinomial; see
+ * docs/internals/losses.md for each decision.
  *
  * Reference: salesforce/BLIP models/blip_pretrain.py (BLIP_Pretrain.forward), models/med.py
  * (BertLMHeadModel loss); FarinaMatteo/multiflow pruners/accumulators.py (alpha = 0, summed losses);
@@ -18,6 +21,7 @@
 
 #include "core/rng.h"
 #include "models/grad.h"
+#include "models/momentum.h"
 #include "nn/nn.h"
 
 #define TEMP_DEFAULT 0.07f
@@ -33,9 +37,7 @@ struct mf_losses {
     uint64_t seed;
     float temp;     /* clamped */
     bool has_temp;
-    int64_t Q;      /* queue length, 0 = no queues */
-    float *img_qT;  /* (Q, P) image_queue transposed, so a queue is a linear layer's weight */
-    float *txt_qT;  /* (Q, P) */
+    struct mf_momentum *mo; /* queues and momentum encoders; NULL when neither ITC nor ITM runs */
 };
 
 enum mf_status mf_losses_parse(const char *list, unsigned *bits, struct mf_err *err)
@@ -82,65 +84,6 @@ static int64_t numel_of(const struct mf_model_tensor *t)
     for (int i = 0; i < t->ndim; i++)
         n *= t->shape[i]; /* shapes were checked against the file size by the reader */
     return n;
-}
-
-/* Reads image_queue/text_queue (P, Q) into the transposed (Q, P) f32 copies. */
-static enum mf_status load_queues(struct mf_losses *L, struct mf_err *err)
-{
-    const struct mf_model *m = L->m;
-    const struct mf_model_tensor *qi = find_tensor(m, "image_queue"), *qt = find_tensor(m, "text_queue");
-    const char *path = m->path;
-    float *tmp = NULL;
-    enum mf_status st = MF_OK;
-    if (!qi && !qt)
-        return MF_OK;
-    if (!qi || !qt) {
-        return mf_err_set(err, MF_ERR_MISSING, "%s: tensor '%s' is present but '%s' is missing", path,
-                          qi ? "image_queue" : "text_queue", qi ? "text_queue" : "image_queue");
-    }
-    const int64_t P = m->info.proj_dim;
-    const struct mf_model_tensor *q2[2] = {qi, qt};
-    for (int k = 0; k < 2; k++) {
-        const struct mf_model_tensor *t = q2[k];
-        if (!mf_dtype_is_float(t->dtype))
-            return mf_err_set(err, MF_ERR_DTYPE, "%s: tensor '%s' is not floating point", path, t->name);
-        if (t->ndim != 2 || t->shape[0] != P || t->shape[1] < 1 || t->shape[1] != qi->shape[1])
-            return mf_err_set(err, MF_ERR_SHAPE,
-                              "%s: tensor '%s' has %d dims [%lld, %lld], expected [%lld, Q] with the same Q as "
-                              "image_queue",
-                              path, t->name, t->ndim, (long long)(t->ndim > 0 ? t->shape[0] : 0),
-                              (long long)(t->ndim > 1 ? t->shape[1] : 0), (long long)P);
-    }
-    const int64_t Q = qi->shape[1];
-    if (Q > INT64_MAX / P || (uint64_t)(Q * P) > SIZE_MAX / sizeof(float))
-        return mf_err_set(err, MF_ERR_RANGE, "%s: queue [%lld, %lld] too large", path, (long long)P, (long long)Q);
-    const size_t n = (size_t)(Q * P);
-    L->img_qT = mf_malloc(n * sizeof(float));
-    L->txt_qT = mf_malloc(n * sizeof(float));
-    tmp = mf_malloc(n * sizeof(float));
-    if (!L->img_qT || !L->txt_qT || !tmp) {
-        st = mf_err_set(err, MF_ERR_NOMEM, "out of memory for the ITC queues ([%lld, %lld] twice)", (long long)P,
-                        (long long)Q);
-        goto fail;
-    }
-    for (int k = 0; k < 2; k++) {
-        float *dst = k == 0 ? L->img_qT : L->txt_qT;
-        mf_convert_to_f32(tmp, q2[k]->data, q2[k]->dtype, (int64_t)n);
-        for (int64_t p = 0; p < P; p++)
-            for (int64_t q = 0; q < Q; q++) {
-                float v = tmp[p * Q + q];
-                if (!isfinite(v)) {
-                    st = mf_err_set(err, MF_ERR_NUMERIC, "%s: tensor '%s' has a non-finite value at [%lld, %lld]",
-                                    path, q2[k]->name, (long long)p, (long long)q);
-                    goto fail;
-                }
-                dst[q * P + p] = v;
-            }
-    }
-    L->Q = Q;
-fail:
-    mf_free(tmp);
-    return st;
 }
 
 static enum mf_status load_temp(struct mf_losses *L, struct mf_err *err)
@@ -196,6 +139,8 @@ enum mf_status mf_losses_create(const struct mf_model *m, const struct mf_losses
         return mf_err_set(err, MF_ERR_UNSUPPORTED, "%s: loss lm needs a text decoder (text_decoder.*)", m->path);
     if (o->negatives != MF_ITM_NEG_SAMPLE && o->negatives != MF_ITM_NEG_HARDEST)
         return mf_err_set(err, MF_ERR_ARG, "unknown ITM negative mode %d", (int)o->negatives);
+    if (o->momentum != MF_MOMENTUM_ON && o->momentum != MF_MOMENTUM_OFF)
+        return mf_err_set(err, MF_ERR_ARG, "unknown momentum mode %d", (int)o->momentum);
     struct mf_losses *L = mf_calloc(1, sizeof *L);
     if (!L)
         return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
@@ -205,7 +150,8 @@ enum mf_status mf_losses_create(const struct mf_model *m, const struct mf_losses
     L->seed = o->seed;
     if ((st = load_temp(L, err)))
         goto fail;
-    if ((sel & (MF_LOSS_ITC | MF_LOSS_ITM)) && (st = load_queues(L, err)))
+    if ((sel & (MF_LOSS_ITC | MF_LOSS_ITM)) &&
+        (st = mf_momentum_create(m, o->momentum == MF_MOMENTUM_ON, &L->mo, err)))
         goto fail;
     *out = L;
     return MF_OK;
@@ -218,12 +164,15 @@ void mf_losses_free(struct mf_losses *L)
 {
     if (!L)
         return;
-    mf_free(L->img_qT);
-    mf_free(L->txt_qT);
+    mf_momentum_free(L->mo);
     mf_free(L);
 }
 
 unsigned mf_losses_selected(const struct mf_losses *L) { return L->losses; }
+
+const struct mf_momentum *mf_losses_momentum(const struct mf_losses *L) { return L->mo; }
+
+void mf_losses_reset(struct mf_losses *L) { mf_momentum_reset(L->mo); }
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
@@ -246,8 +195,8 @@ static double lse(const float *x, int64_t n)
     return mx + log(s);
 }
 
-/* Similarities of B rows feat (B, P) against [sg(cols) (B, P) | queue (Q, P)], divided by temp:
- * sim (B, B+Q). */
+/* Similarities of B rows feat (B, P) against [cols (B, P) | queue (Q, P)] (no gradient to either),
+ * divided by temp: sim (B, B+Q). */
 static void similarities(struct mf_session *s, float *sim, float *tmpq, const float *feat, const float *cols,
                          const float *qT, int64_t B, int64_t P, int64_t Q, float temp)
 {
@@ -342,7 +291,7 @@ static void set_first(int32_t *dst, const int32_t *ids, int64_t B, int64_t T, in
 
 /* ---- one batch ----------------------------------------------------------------------------- */
 
-enum mf_status mf_losses_batch(const struct mf_losses *L, struct mf_session *s, uint64_t batch_index,
+enum mf_status mf_losses_batch(struct mf_losses *L, struct mf_session *s, uint64_t batch_index,
                                const float *images, const int32_t *ids, const int32_t *mask, int64_t B, int64_t T,
                                struct mf_grads *g, struct mf_loss_values *out, int32_t *neg_img_out,
                                int32_t *neg_txt_out, struct mf_err *err)
@@ -352,7 +301,10 @@ enum mf_status mf_losses_batch(const struct mf_losses *L, struct mf_session *s, 
     const unsigned sel = L->losses;
     const int64_t N = m->vision.cfg.n_tok, dv = m->vision.cfg.d;
     const int64_t dt = (sel & (MF_LOSS_ITC | MF_LOSS_ITM)) ? m->text.cfg.d : m->dec.cfg.d;
-    const int64_t P = m->info.proj_dim, Q = L->Q;
+    const int64_t P = m->info.proj_dim, Q = mf_momentum_queue_len(L->mo);
+    const float *img_qT = mf_momentum_queue(L->mo, 0), *txt_qT = mf_momentum_queue(L->mo, 1); /* (Q, P) */
+    const bool momentum = mf_momentum_active(L->mo);
+    float *fim = NULL, *ftm = NULL; /* (B, P) momentum features (enqueued after the batch) */
     const float temp = L->temp;
     enum mf_status st;
     struct mf_loss_values v = {NAN, NAN, NAN, 0, temp, 0};
@@ -398,8 +350,20 @@ enum mf_status mf_losses_batch(const struct mf_losses *L, struct mf_session *s, 
             return st;
         mf_head_proj_forward(s, &m->vision_proj, emb, B, N, zi, fi);
         mf_head_proj_forward(s, &m->text_proj, ht, B, T, zt, ft);
-        similarities(s, sim_i2t, tmpq, fi, ft, L->txt_qT, B, P, Q, temp);
-        similarities(s, sim_t2i, tmpq, ft, fi, L->img_qT, B, P, Q, temp);
+        /* the first B columns: the momentum encoders' features after one update, or the online
+         * features themselves (gradient stopped: they enter only as constants below) */
+        const float *ci = fi, *ct = ft;
+        if (momentum) {
+            if (!(fim = mf_arena_f32(a, B * P)) || !(ftm = mf_arena_f32(a, B * P)))
+                goto nomem;
+            mf_momentum_update(L->mo, s->pool);
+            if ((st = mf_momentum_features(L->mo, s, images, ids, mask, B, T, fim, ftm, err)))
+                return st;
+            ci = fim;
+            ct = ftm;
+        }
+        similarities(s, sim_i2t, tmpq, fi, ct, txt_qT, B, P, Q, temp);
+        similarities(s, sim_t2i, tmpq, ft, ci, img_qT, B, P, Q, temp);
 
         if (sel & MF_LOSS_ITC) {
             float *d_fi = mf_arena_f32(a, 2 * B * P), *d_ft = mf_arena_f32(a, 2 * B * P); /* (B, P) + scratch */
@@ -407,8 +371,8 @@ enum mf_status mf_losses_batch(const struct mf_losses *L, struct mf_session *s, 
             double d_temp = 0;
             if (!d_fi || !d_ft || !d_ht)
                 goto nomem;
-            double li = itc_direction(s, sim_i2t, ft, L->txt_qT, B, P, Q, temp, d_fi, tmpq, &d_temp);
-            double lt = itc_direction(s, sim_t2i, fi, L->img_qT, B, P, Q, temp, d_ft, tmpq, &d_temp);
+            double li = itc_direction(s, sim_i2t, ct, txt_qT, B, P, Q, temp, d_fi, tmpq, &d_temp);
+            double lt = itc_direction(s, sim_t2i, ci, img_qT, B, P, Q, temp, d_ft, tmpq, &d_temp);
             v.itc = (li + lt) / (2.0 * (double)B);
             v.d_temp = L->has_temp ? d_temp : 0;
             if ((st = mf_head_proj_backward(s, &m->vision_proj, emb, B, N, zi, d_fi, d_emb, g, err)) ||
@@ -541,6 +505,8 @@ enum mf_status mf_losses_batch(const struct mf_losses *L, struct mf_session *s, 
     v.total = ((sel & MF_LOSS_ITC) ? v.itc : 0) + ((sel & MF_LOSS_ITM) ? v.itm : 0) + ((sel & MF_LOSS_LM) ? v.lm : 0);
     if (!isfinite(v.total))
         return mf_err_set(err, MF_ERR_NUMERIC, "the loss is not finite (itc %g, itm %g, lm %g)", v.itc, v.itm, v.lm);
+    if (momentum) /* after the batch, as the reference's _dequeue_and_enqueue: the next batch sees them */
+        mf_momentum_enqueue(L->mo, fim, ftm, B);
     if (out)
         *out = v;
     return MF_OK;

@@ -104,7 +104,11 @@ void mf_grad_stream_free(struct mf_grad_stream *gs)
 
 int64_t mf_grad_stream_batches(const struct mf_grad_stream *gs) { return gs->n_batches; }
 int64_t mf_grad_stream_position(const struct mf_grad_stream *gs) { return gs->pos; }
-void mf_grad_stream_rewind(struct mf_grad_stream *gs) { gs->pos = 0; }
+void mf_grad_stream_rewind(struct mf_grad_stream *gs)
+{
+    gs->pos = 0;
+    mf_losses_reset(gs->L); /* a fresh run: the checkpoint's momentum encoders and queues again */
+}
 unsigned mf_grad_stream_losses(const struct mf_grad_stream *gs) { return mf_losses_selected(gs->L); }
 const struct mf_grads *mf_grad_stream_grads(const struct mf_grad_stream *gs) { return gs->g; }
 

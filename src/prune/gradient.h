@@ -42,7 +42,10 @@ enum mf_status mf_grad_stream_create(struct mf_session *s, const struct mf_annot
 void mf_grad_stream_free(struct mf_grad_stream *gs);
 /* Batches in one pass over the data. */
 int64_t mf_grad_stream_batches(const struct mf_grad_stream *gs);
-/* Stream position (batches drawn so far) and rewinding to the first batch. */
+/* Stream position (batches drawn so far) and rewinding to the first batch; rewinding also restores
+ * the checkpoint's momentum encoders and queues (models/momentum.h), so a rewound pass equals a
+ * fresh one. Without a rewind, the contrastive state keeps evolving across calls, as in the
+ * reference's one model that serves every batch it draws. */
 int64_t mf_grad_stream_position(const struct mf_grad_stream *gs);
 void mf_grad_stream_rewind(struct mf_grad_stream *gs);
 /* The selected MF_LOSS_* bits. */

@@ -5,18 +5,22 @@ What it does: given the float64 parameter dict from blip_ref.load_dir, re-ties t
 original BLIP_Pretrain shares (decoder copies of the encoder's non-self-attention modules, the LM
 output matrix and bias aliases) so each shared tensor is one autograd leaf, and computes for one
 batch of image-caption pairs exactly the losses of docs/internals/losses.md:
-  itc: in-batch contrastive with the learned temperature (clamped to [0.001, 0.5]) and the stored
-       queues when present; the momentum features are replaced by the online features with
-       gradients stopped (alpha = 0, as MULTIFLOW calls the pretraining forward);
+  itc: contrastive with the learned temperature (clamped to [0.001, 0.5]), alpha = 0 (as
+       MULTIFLOW calls the pretraining forward): columns = the momentum encoders' features of the
+       batch after one momentum update, then the queues, which receive those features after the
+       batch (class Momentum, as BLIP_Pretrain.forward); without a Momentum state (--momentum off,
+       or no momentum copies) the online features with gradients stopped and the queues as stored;
   itm: 3B pairs (B positives, B texts with a negative image, B images with a negative text),
        negatives drawn from softmax(sim[:, :B]) + 1e-4 with the diagonal zeroed, either 'hardest'
        (argmax, lowest index on ties) or sampled from a caller-supplied index list;
   lm:  causal decoder with [DEC] first, targets = the real caption tokens after the first,
        cross-entropy with label smoothing 0.1, mean over all target tokens of the batch.
 
-What it deliberately does not do: no momentum encoders or momentum update, no queue update, no
-distillation (alpha = 0), no random sampling of its own (torch.multinomial is not reproduced in
-C; the 'sample' mode of the C engine is checked by properties, not goldens).
+What it deliberately does not do: no distillation (alpha = 0), no random sampling of its own
+(torch.multinomial is not reproduced in C; the 'sample' mode of the C engine is checked by
+properties, not goldens), no idx_queue (BLIP_Retrieval's). The enqueue wraps around the queue end
+(column (ptr + b) mod Q), which is BLIP's slice assignment whenever Q % B == 0, the case BLIP
+asserts; the momentum state is kept in float64 (the C engine keeps float32).
 
 Reference: salesforce/BLIP models/blip_pretrain.py (BLIP_Pretrain.forward) and models/med.py
 (BertLMHeadModel, CrossEntropyLoss(label_smoothing=0.1)); FarinaMatteo/multiflow
@@ -68,6 +72,47 @@ def is_parameter(name):
     """Trainable in BLIP_Pretrain: everything but the momentum copies, the queues (buffers) and
     integer position ids (not floating point, never loaded)."""
     return "_m." not in name and name not in ("image_queue", "text_queue")
+
+
+MOMENTUM = 0.995
+MOMENTUM_PREFIXES = (("visual_encoder_m.", "visual_encoder."), ("text_encoder_m.", "text_encoder."),
+                     ("vision_proj_m.", "vision_proj."), ("text_proj_m.", "text_proj."))
+
+
+class Momentum:
+    """BLIP_Pretrain's state that evolves without gradients: momentum copies W (keyed by the
+    canonical name of the online tensor they mirror), queues [P, Q] and the queue pointer."""
+
+    def __init__(self, P, ptr):
+        self.W = {}
+        for k, t in P.items():
+            for mp, op in MOMENTUM_PREFIXES:
+                if k.startswith(mp):
+                    self.W[R.orig_to_hf_name(op + k[len(mp):])] = t.detach().clone()
+        assert self.W, "no momentum copies"
+        self.image_queue = P["image_queue"].detach().clone()
+        self.text_queue = P["text_queue"].detach().clone()
+        self.ptr = int(ptr)
+
+    def update(self, params):
+        """_momentum_update: m = m * 0.995 + θ * (1 - 0.995), θ the online parameters now."""
+        for k in self.W:
+            self.W[k] = self.W[k] * MOMENTUM + params[k].detach() * (1.0 - MOMENTUM)
+
+    def features(self, cfg, images, ids, mask):
+        """Momentum towers (no gradient): normalised image and text features [B, proj]."""
+        with torch.no_grad():
+            emb = R.vision(self.W, cfg, images)
+            txt_h = R.text_stack(self.W, cfg, "text_encoder.", ids, mask)
+            return features(self.W, emb, txt_h)
+
+    def enqueue(self, img_m, txt_m):
+        """_dequeue_and_enqueue, wrapping at the end of the queue."""
+        Q = self.image_queue.shape[1]
+        for b in range(img_m.shape[0]):
+            self.image_queue[:, (self.ptr + b) % Q] = img_m[b]
+            self.text_queue[:, (self.ptr + b) % Q] = txt_m[b]
+        self.ptr = (self.ptr + img_m.shape[0]) % Q
 
 
 def temperature(P):
@@ -161,11 +206,12 @@ def lm_loss(P, cfg, image_embeds, ids, mask):
 
 
 def batch_losses(P, cfg, images, ids, mask, losses=("itc", "itm", "lm"), neg_mode="hardest",
-                 neg_img=None, neg_txt=None, itc_cols=None):
+                 neg_img=None, neg_txt=None, itc_cols=None, mom=None):
     """One batch. P: parameter dict (leaves from tie_params plus non-parameters such as queues);
     images [B,3,R,R] float64, ids/mask [B,L]. neg_mode 'hardest', or 'given' with neg_img/neg_txt
-    lists; itc_cols: fixed ITC columns (see itc_loss). -> dict with the selected loss tensors,
-    'neg_img', 'neg_txt', 'temp_leaf' and 'itc_cols' (the detached batch features)."""
+    lists; itc_cols: fixed ITC columns (see itc_loss); mom: a Momentum state, advanced by this
+    batch (update, its features as the columns, its queues, enqueue after). -> dict with the
+    selected loss tensors, 'neg_img', 'neg_txt', 'temp_leaf' and 'itc_cols' (the columns used)."""
     out = {}
     temp, temp_leaf = temperature(P)
     out["temp_leaf"] = temp_leaf
@@ -175,8 +221,16 @@ def batch_losses(P, cfg, images, ids, mask, losses=("itc", "itm", "lm"), neg_mod
         text_h = R.text_unimodal(P, cfg, ids, mask)
         img, txt = features(P, image_embeds, text_h)
         q = (P["image_queue"], P["text_queue"]) if "image_queue" in P else (None, None)
+        feats_m = None
+        if mom is not None:
+            mom.update(P)
+            feats_m = mom.features(cfg, images, ids, mask)
+            q = (mom.image_queue.clone(), mom.text_queue.clone())
+            itc_cols = feats_m if itc_cols is None else itc_cols
         l_itc, sim_i2t, sim_t2i = itc_loss(img, txt, temp, *q, cols=itc_cols)
-        out["itc_cols"] = (img.detach(), txt.detach())
+        out["itc_cols"] = (img.detach(), txt.detach()) if itc_cols is None else itc_cols
+        if mom is not None:
+            mom.enqueue(*feats_m)
         if "itc" in losses:
             out["itc"] = l_itc
     if "itm" in losses:

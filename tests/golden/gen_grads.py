@@ -17,6 +17,20 @@ copies and queues are not trainable and get no entry. Tensors a loss does not re
 zeros. The gradient of the sum of the losses is the sum of these (linearity), so it is not stored
 (one file with four sets would exceed 2 MB); metadata 'loss_sum' carries the summed value.
 
+Momentum golden (gen_momentum): orig-f32 has momentum copies that differ from the online weights
+(online + normal(0, 0.02) noise), queues [32, 8] and queue_ptr 5. Twelve generated pairs
+(images normal(0, 1), captions of 2-10 random words) run as 4 batches of 3 in order with ONE
+blip_losses.Momentum state (update, momentum columns, queues, enqueue: the pointer wraps in the
+fourth batch), all three losses summed per batch, 'hardest' negatives, gradients summed over the
+batches and divided by 4 (what `multiflow grad` writes). tests/golden/grads/orig-f32.momentum.safetensors:
+    images F32 [12,3,64,64], ids, mask I32 [12,12]  the inputs (batch k = rows 3k..3k+2)
+    losses F32 [4,3]                  itc, itm, lm of each batch
+    neg_img, neg_txt I32 [4,3]        the ITM negatives of each batch
+    state.image_queue, state.text_queue F32 [32,8], state.queue_ptr I64 [1]   after the 4 batches
+    state.<momentum tensor> F32       a few momentum copies after the 4 batches
+    <checkpoint tensor name> F32      mean over the batches of d(itc+itm+lm)/d tensor, every
+                                      trainable tensor ('temp': the mean d/d temp)
+
 What it deliberately does not do: no 'sample' mode goldens (random), no batches of other sizes.
 
 Reference: docs/internals/losses.md; tests/golden/blip_losses.py.
@@ -129,6 +143,84 @@ def gen(fixture):
             "" if loss != "itm" else ", negatives img %s txt %s" % (out["neg_img"], out["neg_txt"])))
 
 
+MOM_BATCHES, MOM_B, MOM_T = 4, 3, 12
+MOM_STATE = ("visual_encoder_m.blocks.1.mlp.fc1.weight", "visual_encoder_m.cls_token",
+             "text_encoder_m.encoder.layer.1.attention.self.query.weight",
+             "text_encoder_m.embeddings.word_embeddings.weight", "vision_proj_m.weight", "text_proj_m.bias")
+
+
+def momentum_inputs(cfg, vocab_size):
+    """Deterministic images and captions for the momentum golden."""
+    g = torch.Generator().manual_seed(20240808)
+    n = MOM_BATCHES * MOM_B
+    images = torch.randn((n, 3, cfg.vision.image_size, cfg.vision.image_size), generator=g)
+    ids = torch.zeros((n, MOM_T), dtype=torch.int32)
+    mask = torch.zeros((n, MOM_T), dtype=torch.int32)
+    first_word = 6  # after [PAD] [unused0] [UNK] [CLS] [SEP] [MASK]
+    for i in range(n):
+        words = int(torch.randint(2, MOM_T - 1, (1,), generator=g))
+        row = [cfg.cls_id] + [int(x) for x in torch.randint(first_word, vocab_size, (words,), generator=g)] + [4]
+        ids[i, :len(row)] = torch.tensor(row, dtype=torch.int32)
+        mask[i, :len(row)] = 1
+    return images, ids, mask
+
+
+def gen_momentum(fixture="orig-f32"):
+    d, params, aliases, cfg, _, _, _ = setup(fixture)
+    raw, _ = R.st_read(os.path.join(d, "model.safetensors"))
+    names = checkpoint_names(d, cfg.layout)
+    vocab = R.read_vocab(os.path.join(d, "vocab.txt"))
+    assert vocab[4] == "[SEP]" and vocab[cfg.cls_id] == "[CLS]"
+    images, ids, mask = momentum_inputs(cfg, len(vocab))
+    mom = BL.Momentum(params, int(raw["queue_ptr"][0]))
+    for t in params.values():
+        t.grad = None
+    losses = torch.zeros((MOM_BATCHES, 3), dtype=torch.float64)
+    negs = torch.zeros((2, MOM_BATCHES, MOM_B), dtype=torch.int32)
+    d_temp = 0.0
+    for k in range(MOM_BATCHES):
+        sl = slice(k * MOM_B, (k + 1) * MOM_B)
+        out = BL.batch_losses(params, cfg, images[sl].to(torch.float64), ids[sl], mask[sl], mom=mom)
+        (out["itc"] + out["itm"] + out["lm"]).backward()
+        losses[k] = torch.tensor([float(out["itc"]), float(out["itm"]), float(out["lm"])])
+        negs[0, k], negs[1, k] = torch.tensor(out["neg_img"]), torch.tensor(out["neg_txt"])
+        d_temp += float(out["temp_leaf"].grad)
+        print("%s momentum batch %d: itc %.6f itm %.6f lm %.6f, negatives img %s txt %s, queue_ptr -> %d" % (
+            fixture, k, *losses[k].tolist(), out["neg_img"], out["neg_txt"], mom.ptr))
+    T = OrderedDict()
+    T["images"], T["ids"], T["mask"] = images.to(torch.float32), ids, mask
+    T["losses"] = losses.to(torch.float32)
+    T["neg_img"], T["neg_txt"] = negs[0].clone(), negs[1].clone()
+    T["state.image_queue"] = mom.image_queue.to(torch.float32)
+    T["state.text_queue"] = mom.text_queue.to(torch.float32)
+    T["state.queue_ptr"] = torch.tensor([mom.ptr], dtype=torch.int64)
+    for name in MOM_STATE:
+        canon = None
+        for mp, op in BL.MOMENTUM_PREFIXES:
+            if name.startswith(mp):
+                canon = R.orig_to_hf_name(op + name[len(mp):])
+        T["state." + name] = mom.W[canon].to(torch.float32)
+    for rawname, canon in names:
+        if canon in aliases or not BL.is_parameter(canon):
+            continue
+        if canon == "temp":
+            T[rawname] = torch.tensor(d_temp / MOM_BATCHES, dtype=torch.float32)
+            continue
+        gr = params[canon].grad
+        T[rawname] = (torch.zeros(params[canon].shape, dtype=torch.float64) if gr is None
+                      else gr / MOM_BATCHES).to(torch.float32)
+    meta = OrderedDict([
+        ("fixture", fixture), ("batches", "%d batches of %d consecutive pairs, one momentum state" % (
+            MOM_BATCHES, MOM_B)), ("losses", "itc+itm+lm per batch"), ("itm_negatives", "hardest"),
+        ("momentum", repr(BL.MOMENTUM)), ("queue_ptr_in", str(int(raw["queue_ptr"][0]))),
+        ("content", "mean over batches of d(sum of losses)/d tensor"),
+        ("computed_in", "float64 autograd (blip_losses.py), stored as float32"),
+        ("compare_hint", "per tensor max|a-b| <= 1e-4 * max|b| (zero tensors: an absolute floor)")])
+    path = os.path.join(OUT, "%s.momentum.safetensors" % fixture)
+    R.st_write(path, T, meta)
+    print("%s: momentum golden, %d entries, %d bytes" % (fixture, len(T), os.path.getsize(path)))
+
+
 def check(fixture, n=4):
     """Central differences on a few entries of a few tensors against autograd, per loss (ITC with
     its stop-gradient columns held at their unperturbed values, as autograd sees them)."""
@@ -168,5 +260,7 @@ if __name__ == "__main__":
     for fx in FIXTURES:
         if "--check" in sys.argv:
             check(fx)
-        else:
+        elif "--momentum-only" not in sys.argv:
             gen(fx)
+    if "--check" not in sys.argv:
+        gen_momentum()

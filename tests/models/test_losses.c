@@ -1,7 +1,7 @@
 /* BLIP pretraining losses (src/models/losses.c) against PyTorch autograd goldens
  * (tests/golden/gen_grads.py, blip_losses.py): the loss values, the hardest ITM negatives and the
  * gradient of EVERY trainable tensor, per loss and for the sum, on the tiny fixtures orig-f32
- * (queues, temp, tied decoder), hf-itm-f32 and hf-cap-f32 (decoder only), with the 3 golden pairs as one batch. Plus the
+ * (queues, temp, tied decoder; --momentum off), hf-itm-f32 and hf-cap-f32 (decoder only), with the 3 golden pairs as one batch. Plus the
  * sampled-negative mode's properties, option parsing and the error paths. */
 #include "testutil.h"
 
@@ -95,7 +95,9 @@ static void check_losses(struct fixture *f, const char *fx, unsigned bits, int n
     struct mf_session *s = NULL;
     struct mf_grads *g = NULL;
     struct mf_losses *L = NULL;
-    struct mf_losses_opts o = {bits, MF_ITM_NEG_HARDEST, 0};
+    /* these one-batch goldens are the --momentum off path (online columns, stored queues); the
+     * momentum path over several batches is tests/models/test_momentum.c */
+    struct mf_losses_opts o = {bits, MF_ITM_NEG_HARDEST, 0, MF_MOMENTUM_OFF};
     struct mf_loss_values v;
     int32_t neg_img[8], neg_txt[8];
     assert_true(f->B <= 8);
@@ -272,7 +274,7 @@ static void test_sample_mode(void **state)
     int32_t first_img[8] = {0}, first_txt[8] = {0};
     for (uint64_t seed = 0; seed < 12; seed++) {
         struct mf_losses *L = NULL;
-        struct mf_losses_opts o = {MF_LOSS_ITM, MF_ITM_NEG_SAMPLE, seed};
+        struct mf_losses_opts o = {MF_LOSS_ITM, MF_ITM_NEG_SAMPLE, seed, MF_MOMENTUM_ON};
         assert_int_equal(mf_losses_create(f.m, &o, &L, &err), MF_OK);
         int32_t ni[2][8], nt[2][8];
         struct mf_loss_values v[2];
@@ -331,7 +333,7 @@ static void test_errors(void **state)
     struct mf_err err = {0};
     struct mf_losses *L = NULL;
     fixture_open(&f, "hf-itm-f32");
-    struct mf_losses_opts o = {MF_LOSS_LM, MF_ITM_NEG_HARDEST, 0};
+    struct mf_losses_opts o = {MF_LOSS_LM, MF_ITM_NEG_HARDEST, 0, MF_MOMENTUM_ON};
     assert_int_equal(mf_losses_create(f.m, &o, &L, &err), MF_ERR_UNSUPPORTED);
     assert_null(L);
     assert_non_null(strstr(err.msg, "decoder"));

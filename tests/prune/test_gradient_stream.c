@@ -26,7 +26,7 @@ static void test_override(void **state)
         mf_annotations_load(mf_test_path("data/shapes/annotations.json"), mf_test_path("data/shapes"), &ann, &err) ||
         mf_annotations_truncate(ann, 8, &err) || mf_session_create(m, 2, &s, &err))
         fail_msg("%s", err.msg);
-    struct mf_grad_stream_opts o = {{0, MF_ITM_NEG_HARDEST, 0}, 4, 24, NULL};
+    struct mf_grad_stream_opts o = {{0, MF_ITM_NEG_HARDEST, 0, MF_MOMENTUM_ON}, 4, 24, NULL};
     if (mf_grad_stream_create(s, ann, &o, &gs, &err))
         fail_msg("%s", err.msg);
     assert_int_equal(mf_grad_stream_batches(gs), 2);
@@ -59,7 +59,8 @@ static void test_override(void **state)
         ovr[i] = copy + off;
         off += n;
     }
-    /* identical values through the override: identical bits */
+    /* identical values through the override: identical bits (the rewind also restores blip-tiny's
+     * momentum encoders and queues, which the first pass advanced) */
     mf_grad_stream_rewind(gs);
     if (mf_grad_stream_mean(gs, ovr, 0, &v1, &err))
         fail_msg("%s", err.msg);
@@ -111,7 +112,7 @@ static void test_override(void **state)
 
     /* ITM with a trailing single-pair batch is refused with a clear message */
     struct mf_grad_stream *bad = NULL;
-    struct mf_grad_stream_opts o3 = {{0, MF_ITM_NEG_HARDEST, 0}, 7, 24, NULL};
+    struct mf_grad_stream_opts o3 = {{0, MF_ITM_NEG_HARDEST, 0, MF_MOMENTUM_ON}, 7, 24, NULL};
     assert_int_equal(mf_grad_stream_create(s, ann, &o3, &bad, &err), MF_ERR_ARG);
     assert_non_null(strstr(err.msg, "last batch has 1 pair"));
 
