@@ -1,11 +1,14 @@
 /* fs helpers: join/dirname, capped reads, sorted listing, atomic files and directories (commit,
- * abort, force, failure leaving nothing behind), copy, recursive removal. */
+ * abort, force, failure leaving nothing behind), copy, recursive removal; the registry of open
+ * temporaries (signal-time removal, temp names in messages) and stale temporaries of dead runs. */
 #include "testutil.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -234,6 +237,121 @@ static void test_atomic_dir(void **state)
     mf_fs_remove_tree(dir, NULL);
 }
 
+/* What a signal handler does: every open temporary (a file, a directory with files and a
+ * sub-directory, a file inside it) goes; committed outputs stay. */
+static void test_remove_temps(void **state)
+{
+    (void)state;
+    const char *dir = mf_test_tmpdir();
+    char out[4096], p[4096], msg[8192];
+    struct mf_err err = {0};
+    struct mf_atomic_dir ad;
+    struct mf_atomic_file af, inner, done;
+    snprintf(out, sizeof out, "%s/pruned", dir);
+    assert_int_equal(mf_atomic_dir_open(out, false, &ad, &err), MF_OK);
+    snprintf(p, sizeof p, "%s/" MF_FS_TEMP_MARKER, ad.tmp);
+    assert_true(mf_fs_is_file(p));
+    char want[64];
+    snprintf(want, sizeof want, "/.pruned.mf%ld-", (long)getpid());
+    assert_non_null(strstr(ad.tmp, want));
+    snprintf(p, sizeof p, "%s/run", ad.tmp);
+    assert_int_equal(mkdir(p, 0777), 0);
+    for (int i = 0; i < 40; i++) { /* more entries than one getdents buffer */
+        snprintf(p, sizeof p, "%s/run/file-with-a-long-name-%02d.safetensors", ad.tmp, i);
+        assert_int_equal(mf_test_write_file(p, "x", 1), 0);
+    }
+    snprintf(p, sizeof p, "%s/run/model.safetensors", ad.tmp);
+    assert_int_equal(mf_atomic_open(p, &inner, &err), MF_OK);
+    fputs("partial", inner.f);
+    fflush(inner.f);
+    snprintf(p, sizeof p, "%s/report.json", dir);
+    assert_int_equal(mf_atomic_open(p, &af, &err), MF_OK);
+    snprintf(p, sizeof p, "%s/kept.json", dir);
+    assert_int_equal(mf_atomic_open(p, &done, &err), MF_OK);
+    assert_int_equal(mf_atomic_commit(&done, &err), MF_OK);
+    /* messages name final paths, innermost temporaries first */
+    snprintf(msg, sizeof msg, "%s: write failed; %s too", inner.tmp, af.tmp);
+    mf_fs_temp_to_final(msg, sizeof msg);
+    snprintf(p, sizeof p, "%s/pruned/run/model.safetensors: write failed; %s/report.json too", dir, dir);
+    assert_string_equal(msg, p);
+    assert_int_equal(mf_test_dir_count(dir), 3); /* temp dir, temp file, kept.json */
+    mf_fs_remove_temps();
+    assert_int_equal(mf_test_dir_count(dir), 1);
+    snprintf(p, sizeof p, "%s/kept.json", dir);
+    assert_true(mf_fs_is_file(p));
+    /* the objects are spent; aborting them afterwards is harmless */
+    fclose(inner.f);
+    inner.f = NULL;
+    mf_atomic_abort(&inner);
+    mf_atomic_abort(&af);
+    mf_atomic_dir_abort(&ad);
+    assert_int_equal(mf_test_dir_count(dir), 1);
+    mf_fs_remove_tree(dir, NULL);
+}
+
+/* Leftovers of a killed run: removed by the next open of the same output when their process is
+ * dead and (directories) they carry the marker; a live pid, another output name, an unmarked
+ * directory or a name off the pattern are left alone. */
+static void test_stale_temps(void **state)
+{
+    (void)state;
+    const char *dir = mf_test_tmpdir();
+    char p[4096], out[4096];
+    struct mf_err err = {0};
+    pid_t child = fork();
+    if (child == 0)
+        _exit(0);
+    assert_true(child > 0);
+    assert_int_equal(waitpid(child, NULL, 0), child); /* reaped: the pid is free */
+    long dead = (long)child, live = (long)getppid();
+    const char *names[] = {"%s/.out.mf%ld-abcDE1", "%s/.out.mf%ld-abcDE2", "%s/.out.mf%ld-abcDE3",
+                           "%s/.other.mf%ld-abcDE4", "%s/.out.mf%ld-abcDE5", "%s/.out.mf%ld-abcDE6.old"};
+    const long pids[] = {dead, dead, live, dead, dead, dead};
+    const bool marked[] = {true, false, true, true, true, true};
+    const bool stale[] = {true, false, false, false, true, false}; /* [4] is a file */
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof p, names[i], dir, pids[i]);
+        if (i == 4) {
+            assert_int_equal(mf_test_write_file(p, "x", 1), 0);
+            continue;
+        }
+        assert_int_equal(mkdir(p, 0777), 0);
+        snprintf(p + strlen(p), sizeof p - strlen(p), "/%s", marked[i] ? MF_FS_TEMP_MARKER : "data");
+        assert_int_equal(mf_test_write_file(p, "", 0), 0);
+    }
+    snprintf(out, sizeof out, "%s/out", dir);
+    struct mf_atomic_file af;
+    assert_int_equal(mf_atomic_open(out, &af, &err), MF_OK);
+    assert_int_equal(mf_atomic_commit(&af, &err), MF_OK);
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof p, names[i], dir, pids[i]);
+        assert_int_equal(mf_fs_exists(p), !stale[i]);
+    }
+    /* and the committed directory output carries no marker */
+    snprintf(out, sizeof out, "%s/outdir", dir);
+    struct mf_atomic_dir ad;
+    assert_int_equal(mf_atomic_dir_open(out, false, &ad, &err), MF_OK);
+    assert_int_equal(mf_atomic_dir_commit(&ad, &err), MF_OK);
+    assert_int_equal(mf_test_dir_count(out), 0);
+    mf_fs_remove_tree(dir, NULL);
+}
+
+static void test_check_writable(void **state)
+{
+    (void)state;
+    const char *dir = mf_test_tmpdir();
+    char p[4096];
+    struct mf_err err = {0};
+    snprintf(p, sizeof p, "%s/out.safetensors", dir);
+    assert_int_equal(mf_fs_check_writable(p, &err), MF_OK);
+    assert_int_equal(mf_test_dir_count(dir), 0);
+    snprintf(p, sizeof p, "%s/missing/out.safetensors", dir);
+    assert_int_equal(mf_fs_check_writable(p, &err), MF_ERR_MISSING);
+    assert_int_equal(mf_fs_check_writable(dir, &err), MF_ERR_EXISTS);
+    assert_non_null(strstr(mf_fs_strerror(EFBIG), "ulimit -f"));
+    mf_fs_remove_tree(dir, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +359,9 @@ int main(void)
         cmocka_unit_test(test_read_all_and_list),
         cmocka_unit_test(test_atomic_file),
         cmocka_unit_test(test_atomic_dir),
+        cmocka_unit_test(test_remove_temps),
+        cmocka_unit_test(test_stale_temps),
+        cmocka_unit_test(test_check_writable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
