@@ -146,6 +146,9 @@ void mf_model_rebind(struct mf_model *m, const float *const *w)
 
 /* ---- trainer ------------------------------------------------------------------------------- */
 
+/* elements per block of the gradient norm's fixed-order sum (mf_trainer_step) */
+#define NORM_BLOCK 16384
+
 struct mf_trainer {
     struct mf_model *m;
     struct mf_train_opts o;
@@ -163,6 +166,7 @@ struct mf_trainer {
     float temp_default;
     int64_t step;
     int64_t n_trained, n_weights;
+    double *norm_part;       /* (blocks of the largest trained tensor) the gradient norm's block sums */
 };
 
 struct mf_train_opts mf_train_opts_default(void)
@@ -264,9 +268,12 @@ enum mf_status mf_trainer_create(struct mf_model *m, const uint8_t *const *masks
         tr->n_trained++;
     }
     tr->n_weights = (int64_t)total;
-    size_t bytes, tmp;
+    size_t bytes, tmp, max_numel = 1;
+    for (size_t i = 0; i < n; i++)
+        max_numel = tr->numel[i] > max_numel ? tr->numel[i] : max_numel;
     if (!mf_mul_size(total, 3, &tmp) || !mf_mul_size(tmp, sizeof(float), &bytes) ||
         !(tr->block = mf_malloc_aligned(bytes ? bytes : sizeof(float))) ||
+        !(tr->norm_part = mf_malloc((max_numel + NORM_BLOCK - 1) / NORM_BLOCK * sizeof *tr->norm_part)) ||
         (mask_total && !(tr->mask_block = mf_malloc(mask_total)))) {
         st = mf_err_set(err, MF_ERR_NOMEM, "out of memory for %zu trained weights (values and two AdamW moments)", total);
         goto fail;
@@ -337,6 +344,7 @@ void mf_trainer_free(struct mf_trainer *tr)
     mf_free(tr->saved_w32);
     mf_grads_free(tr->g);
     mf_free_aligned(tr->block);
+    mf_free(tr->norm_part);
     mf_free(tr->mask_block);
     mf_free(tr->mask);
     mf_free(tr->mom2);
@@ -372,27 +380,34 @@ void mf_trainer_counts(const struct mf_trainer *tr, int64_t *n_tensors, int64_t 
 
 /* ---- the step kernels: each splits one tensor's elements over the pool ----------------------- */
 
-#define MAX_THREADS 256
+/* The squared norm is summed in double over fixed blocks of NORM_BLOCK elements (see the top of
+ * the file), and the block sums are added in block order: the grouping depends only on the
+ * tensor's size, never on how many threads share the blocks, so the norm (and the clipping it
+ * decides) is the same bits for any --threads. */
 
 struct norm_args {
     float *g;            /* (n) gradient, masked in place */
     const uint8_t *mask; /* (n) or NULL */
     int64_t n;
-    double part[MAX_THREADS];
+    double *part;        /* (ceil(n / NORM_BLOCK)) block sums */
 };
 
 static void norm_kernel(void *arg, int ith, int nth)
 {
     struct norm_args *a = arg;
-    int64_t b, e;
-    mf_split_range(a->n, ith, nth, &b, &e);
-    double s = 0;
-    for (int64_t j = b; j < e; j++) {
-        if (a->mask && !a->mask[j])
-            a->g[j] = 0.0f;
-        s += (double)a->g[j] * (double)a->g[j];
+    const int64_t nb = (a->n + NORM_BLOCK - 1) / NORM_BLOCK;
+    int64_t b0, b1;
+    mf_split_range(nb, ith, nth, &b0, &b1);
+    for (int64_t b = b0; b < b1; b++) {
+        const int64_t e = MF_MIN(a->n, (b + 1) * NORM_BLOCK);
+        double s = 0;
+        for (int64_t j = b * NORM_BLOCK; j < e; j++) {
+            if (a->mask && !a->mask[j])
+                a->g[j] = 0.0f;
+            s += (double)a->g[j] * (double)a->g[j];
+        }
+        a->part[b] = s;
     }
-    a->part[ith] = s;
 }
 
 struct adamw_args {
@@ -437,9 +452,8 @@ enum mf_status mf_trainer_step(struct mf_trainer *tr, struct mf_session *s, doub
                                struct mf_train_step_info *info, struct mf_err *err)
 {
     struct mf_pool *pool = s ? s->pool : NULL;
-    MF_ASSERT(!pool || mf_pool_size(pool) <= MAX_THREADS);
     const struct mf_train_opts *o = &tr->o;
-    /* 1. mask the gradients and take the global norm (tensor order, thread-index order) */
+    /* 1. mask the gradients and take the global norm (tensor order, block order) */
     double sq = 0;
     struct norm_args na;
     for (size_t i = 0; i < tr->n; i++) {
@@ -450,12 +464,10 @@ enum mf_status mf_trainer_step(struct mf_trainer *tr, struct mf_session *s, doub
         na.g = g;
         na.mask = tr->mask[i];
         na.n = (int64_t)tr->numel[i];
-        const int nth = pool ? mf_pool_size(pool) : 1;
-        for (int t = 0; t < nth; t++)
-            na.part[t] = 0;
+        na.part = tr->norm_part;
         mf_pool_run(pool, norm_kernel, &na);
-        for (int t = 0; t < nth; t++)
-            sq += na.part[t];
+        for (int64_t b = 0; b < (na.n + NORM_BLOCK - 1) / NORM_BLOCK; b++)
+            sq += na.part[b];
     }
     const float gt = tr->temp_i >= 0 ? (float)d_temp : 0.0f;
     sq += (double)gt * (double)gt;

@@ -2,13 +2,27 @@
  * nn/linear.c: fully connected layer y = x W^T + b and its backward.
  *
  * Threading (STYLE.md "never stack BLAS threads on ours"): OpenBLAS always runs single-threaded
- * and our pool splits each GEMM into independent blocks, one cblas_sgemm per thread: forward and
- * dx by rows of the output, dW by its rows (output features). Pool workers sleep on a condition
- * variable between kernels, whereas OpenBLAS's own threads spin-yield, which costs whole cores of
- * system time on small GEMMs (measured: `eval retrieval` on the tiny model, 2 threads, 8 s of sys
- * time with OpenBLAS threads, none with this split). GEMMs under MIN_SPLIT_FLOPS run on the
- * calling thread. The split depends only on the thread count, so a given thread count always gives
- * the same bits.
+ * and our pool runs the GEMM as independent single-threaded cblas_sgemm calls. Pool workers sleep
+ * on a condition variable between kernels, whereas OpenBLAS's own threads spin-yield, which costs
+ * whole cores of system time on small GEMMs (measured: `eval retrieval` on the tiny model, 2
+ * threads, 8 s of sys time with OpenBLAS threads, none with this split).
+ *
+ * Determinism by construction: the calls do not depend on the thread count. OpenBLAS does not
+ * promise that rows computed alone get the bits they get inside a larger call: its sgemm picks
+ * a "small matrix" or "direct" kernel below a size threshold (SkylakeX/Cooper Lake builds), and
+ * its edge tiles accumulate differently from full ones (the Haswell/Zen kernels, whose N tile
+ * is 12 rows: row blocks of 16 computed alone differ from the same rows in one call, blocks of
+ * 48 do not). A split that follows the thread count therefore changes results with --threads.
+ * So every GEMM is cut by mf_linear_grid_blocks()/grid_bounds() into blocks whose boundaries depend only on
+ * the shape: up to GRID_MAX blocks along the split dimension (rows of y and dx, output features
+ * of dW), each a whole number of GRID_UNIT rows except the last. Each block is one sgemm call;
+ * the pool only decides which worker makes which calls, and a single thread makes the same calls
+ * in turn. GRID_UNIT (48 = lcm of the 12- and 16-row tiles) keeps every block but the last free
+ * of edge tiles; GRID_MAX (12 = divisible by 1, 2, 3, 4, 6 threads) keeps the workers balanced
+ * to within one unit. The cost is one repacking of the other operand per block (a few %, see
+ * bench/README.md). tests/nn/test_nn.c (linear_threads_*) compares 1, 2, 3 and 8 threads byte
+ * for byte on shapes that take the grid, and scripts/test.sh runs it under several
+ * OPENBLAS_CORETYPE values.
  *
  * Deliberately not: our own GEMM (OpenBLAS SGEMM is the peak we measure against), sparse or N:M
  * kernels (later), accumulation into dx (dx is overwritten; see nn.h).
@@ -46,13 +60,24 @@ void mf_nn_init(int n_threads)
     mf_nn_set_blas_threads(1);
 }
 
-/* Row blocks are multiples of 16 rows so every thread's GEMM keeps whole register tiles. */
-static void split_rows(int64_t n, int ith, int nth, int64_t *b, int64_t *e)
+/* The block grid along a dimension of n rows (see the file comment): a function of the shape only. */
+#define GRID_UNIT 48
+#define GRID_MAX 12
+
+int64_t mf_linear_grid_blocks(int64_t n, int64_t macs)
 {
-    int64_t blocks = (n + 15) / 16, b0, b1;
-    mf_split_range(blocks, ith, nth, &b0, &b1);
-    *b = MF_MIN(n, b0 * 16);
-    *e = MF_MIN(n, b1 * 16);
+    if (macs < MIN_SPLIT_MACS || n < 2 * GRID_UNIT)
+        return 1;
+    const int64_t units = (n + GRID_UNIT - 1) / GRID_UNIT;
+    return MF_MIN(units, (int64_t)GRID_MAX);
+}
+
+/* rows [b, e) of block i of nb */
+static void grid_bounds(int64_t n, int64_t nb, int64_t i, int64_t *b, int64_t *e)
+{
+    const int64_t units = (n + GRID_UNIT - 1) / GRID_UNIT;
+    *b = MF_MIN(n, units * i / nb * GRID_UNIT);
+    *e = MF_MIN(n, units * (i + 1) / nb * GRID_UNIT);
 }
 
 struct fwd_arg {
@@ -60,6 +85,7 @@ struct fwd_arg {
     const float *x, *w, *b;
     const float *res; /* (T, OC) residual added to the output, or NULL (may equal y) */
     int64_t ldx, T, IC, OC;
+    int64_t nb; /* row blocks (mf_linear_grid_blocks) */
 };
 
 static void fwd_rows(const struct fwd_arg *a, int64_t t0, int64_t t1)
@@ -88,9 +114,12 @@ static void fwd_rows(const struct fwd_arg *a, int64_t t0, int64_t t1)
 static void fwd_kernel(void *p, int ith, int nth)
 {
     const struct fwd_arg *a = p;
-    int64_t t0, t1;
-    split_rows(a->T, ith, nth, &t0, &t1);
-    fwd_rows(a, t0, t1);
+    int64_t i0, i1, t0, t1;
+    mf_split_range(a->nb, ith, nth, &i0, &i1);
+    for (int64_t i = i0; i < i1; i++) {
+        grid_bounds(a->T, a->nb, i, &t0, &t1);
+        fwd_rows(a, t0, t1);
+    }
 }
 
 void mf_linear_forward_res(struct mf_pool *pool, float *y, const float *res, const float *x, int64_t ldx,
@@ -105,8 +134,8 @@ void mf_linear_forward_res(struct mf_pool *pool, float *y, const float *res, con
                 y[t * OC + o] = (res ? res[t * OC + o] : 0.0f) + (b ? b[o] : 0.0f);
         return;
     }
-    struct fwd_arg a = {y, x, w, b, res, ldx, T, IC, OC};
-    if (mf_pool_size(pool) == 1 || T * IC * OC < MIN_SPLIT_MACS || T < 32)
+    struct fwd_arg a = {y, x, w, b, res, ldx, T, IC, OC, mf_linear_grid_blocks(T, T * IC * OC)};
+    if (a.nb == 1)
         fwd_rows(&a, 0, T);
     else
         mf_pool_run(pool, fwd_kernel, &a);
@@ -122,21 +151,45 @@ struct bwd_arg {
     float *dx, *dw;
     const float *dy, *x, *w;
     int64_t ldx, T, IC, OC;
+    int64_t nbt, nbo; /* blocks of dx rows and of dW rows (mf_linear_grid_blocks) */
 };
 
-/* dx rows [t0,t1) = dy W; dW rows [o0,o1) += dy[:, o0:o1]^T x */
+/* dx rows [t0,t1) = dy W, one call per block of the row grid */
+static void bwd_dx_blocks(const struct bwd_arg *a, int64_t i0, int64_t i1)
+{
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t t0, t1;
+        grid_bounds(a->T, a->nbt, i, &t0, &t1);
+        if (t1 > t0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(t1 - t0), (int)a->IC, (int)a->OC, 1.0f,
+                        a->dy + t0 * a->OC, (int)a->OC, a->w, (int)a->IC, 0.0f, a->dx + t0 * a->IC, (int)a->IC);
+    }
+}
+
+/* dW rows [o0,o1) += dy[:, o0:o1]^T x, one call per block of the output-feature grid */
+static void bwd_dw_blocks(const struct bwd_arg *a, int64_t i0, int64_t i1)
+{
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t o0, o1;
+        grid_bounds(a->OC, a->nbo, i, &o0, &o1);
+        if (o1 > o0)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), (int)a->IC, (int)a->T, 1.0f,
+                        a->dy + o0, (int)a->OC, a->x, (int)a->ldx, 1.0f, a->dw + o0 * a->IC, (int)a->IC);
+    }
+}
+
 static void bwd_kernel(void *p, int ith, int nth)
 {
     const struct bwd_arg *a = p;
-    int64_t t0, t1, o0, o1;
-    split_rows(a->T, ith, nth, &t0, &t1);
-    split_rows(a->OC, ith, nth, &o0, &o1);
-    if (a->dx && t1 > t0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(t1 - t0), (int)a->IC, (int)a->OC, 1.0f,
-                    a->dy + t0 * a->OC, (int)a->OC, a->w, (int)a->IC, 0.0f, a->dx + t0 * a->IC, (int)a->IC);
-    if (a->dw && o1 > o0)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(o1 - o0), (int)a->IC, (int)a->T, 1.0f, a->dy + o0,
-                    (int)a->OC, a->x, (int)a->ldx, 1.0f, a->dw + o0 * a->IC, (int)a->IC);
+    int64_t i0, i1;
+    if (a->dx) {
+        mf_split_range(a->nbt, ith, nth, &i0, &i1);
+        bwd_dx_blocks(a, i0, i1);
+    }
+    if (a->dw) {
+        mf_split_range(a->nbo, ith, nth, &i0, &i1);
+        bwd_dw_blocks(a, i0, i1);
+    }
 }
 
 struct colsum_arg {
@@ -168,8 +221,9 @@ void mf_linear_backward(struct mf_pool *pool, float *dx, float *dw, float *db, c
     if (T <= 0)
         return;
     if (IC > 0 && OC > 0 && (dx || dw)) {
-        struct bwd_arg a = {dx, dw, dy, x, w, ldx, T, IC, OC};
-        if (mf_pool_size(pool) == 1 || T * IC * OC < MIN_SPLIT_MACS)
+        const int64_t macs = T * IC * OC;
+        struct bwd_arg a = {dx, dw, dy, x, w, ldx, T, IC, OC, mf_linear_grid_blocks(T, macs), mf_linear_grid_blocks(OC, macs)};
+        if (a.nbt == 1 && a.nbo == 1)
             bwd_kernel(&a, 0, 1);
         else
             mf_pool_run(pool, bwd_kernel, &a);

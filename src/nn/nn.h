@@ -15,12 +15,13 @@
  * except mf_attention_backward whose dq/dk/dv accumulate (they usually share one fused buffer).
  * Any gradient pointer may be NULL to skip it. Outputs must not alias inputs unless stated.
  *
- * Threads. OpenBLAS runs single-threaded (mf_nn_init); GEMMs (mf_linear_*) are split by rows
- * over the pool, one single-threaded sgemm per worker, and every other kernel runs on the pool
- * too. The attention core uses its own AVX2 micro-kernel inside the pool workers. So BLAS threads
- * never stack on ours. Non-GEMM kernels split work into pieces whose arithmetic does not depend
- * on the split, so they give the same bits for ANY thread count; GEMM results are fixed for a
- * given thread count.
+ * Threads. OpenBLAS runs single-threaded (mf_nn_init); GEMMs (mf_linear_*) are cut into a grid
+ * of row blocks that depends only on the shape, one single-threaded sgemm per block, and the pool
+ * shares the blocks among its workers (linear.c explains why the grid may not follow the thread
+ * count). Every other kernel runs on the pool too; the attention core uses its own AVX2
+ * micro-kernel inside the pool workers, so BLAS threads never stack on ours. No kernel here has
+ * arithmetic that depends on how work is split: every result is the same bits for ANY thread
+ * count (on one machine; other OpenBLAS core types may round differently).
  *
  * Thread safety: the functions keep no state except the process-wide OpenBLAS thread count; two
  * threads may run kernels concurrently on different pools and buffers.
@@ -53,6 +54,9 @@ void mf_linear_forward_res(struct mf_pool *pool, float *y, const float *res, con
 void mf_linear_backward(struct mf_pool *pool, float *dx, float *dw, float *db, const float *dy,
                         const float *x, int64_t ldx, const float *w, int64_t T, int64_t IC,
                         int64_t OC);
+/* Blocks (independent sgemm calls) a GEMM of `macs` multiply-adds is cut into along a dimension of
+ * n rows: rows of y and dx (n = T), output features of dW (n = OC). Depends on the shape only. */
+int64_t mf_linear_grid_blocks(int64_t n, int64_t macs);
 
 /* LayerNorm over C (biased variance, eps added to var), y[T,C]; mean[T], rstd[T] saved when not
  * NULL. y may equal x. */

@@ -50,23 +50,45 @@ static void test_arena(void **state)
     mf_arena_free(&a);
 }
 
+/* The pattern the engine's reductions follow (models/train.c gradient norm): fixed blocks whose
+ * grouping depends on n only, block sums added in block order afterwards. */
+enum { SUM_BLOCK = 1000 };
+
 struct sum_arg {
     const double *x;
     int64_t n;
-    double partial[16];
+    double *block; /* (ceil(n / SUM_BLOCK)) */
+    int *seen;     /* (nth) how many times each worker ran */
 };
 
 static void sum_kernel(void *p, int ith, int nth)
 {
     struct sum_arg *a = p;
-    int64_t b, e;
-    mf_split_range(a->n, ith, nth, &b, &e);
-    double s = 0;
-    for (int64_t i = b; i < e; i++)
-        s += a->x[i];
-    a->partial[ith] = s;
+    const int64_t nb = (a->n + SUM_BLOCK - 1) / SUM_BLOCK;
+    int64_t b0, b1;
+    mf_split_range(nb, ith, nth, &b0, &b1);
+    for (int64_t b = b0; b < b1; b++) {
+        double s = 0;
+        for (int64_t i = b * SUM_BLOCK; i < MF_MIN(a->n, (b + 1) * SUM_BLOCK); i++)
+            s += a->x[i];
+        a->block[b] = s;
+    }
+    a->seen[ith]++;
 }
 
+static double pool_sum(struct mf_pool *pool, const double *x, int64_t n, int *seen)
+{
+    double block[(100000 + SUM_BLOCK - 1) / SUM_BLOCK];
+    struct sum_arg a = {x, n, block, seen};
+    mf_pool_run(pool, sum_kernel, &a);
+    double s = 0;
+    for (int64_t b = 0; b < (n + SUM_BLOCK - 1) / SUM_BLOCK; b++)
+        s += block[b];
+    return s;
+}
+
+/* Every worker runs each kernel exactly once, mf_split_range covers [0, n) exactly, and a
+ * block-ordered reduction on 1..8 threads equals the serial result (no pool) bit for bit. */
 static void test_pool(void **state)
 {
     (void)state;
@@ -75,21 +97,30 @@ static void test_pool(void **state)
     struct mf_rng r;
     mf_rng_seed(&r, 7);
     for (int i = 0; i < N; i++)
-        x[i] = mf_rng_normal(&r);
-    for (int nth = 1; nth <= 4; nth++) {
+        x[i] = mf_rng_normal(&r) * exp(4.0 * mf_rng_normal(&r)); /* wide range: order matters */
+    int serial_seen[1] = {0};
+    const double serial = pool_sum(NULL, x, N, serial_seen);
+    assert_int_equal(serial_seen[0], 1);
+    for (int nth = 1; nth <= 8; nth++) {
         struct mf_pool *pool = mf_pool_create(nth);
         assert_non_null(pool);
-        double first = 0;
-        for (int rep = 0; rep < 50; rep++) {
-            struct sum_arg a = {.x = x, .n = N};
-            mf_pool_run(pool, sum_kernel, &a);
-            double s = 0;
-            for (int t = 0; t < nth; t++)
-                s += a.partial[t];
-            if (rep == 0)
-                first = s;
-            assert_memory_equal(&s, &first, sizeof s); /* same bits every time */
+        assert_int_equal(mf_pool_size(pool), nth);
+        int seen[8] = {0};
+        for (int rep = 0; rep < 20; rep++) {
+            double s = pool_sum(pool, x, N, seen);
+            assert_memory_equal(&s, &serial, sizeof s);
         }
+        for (int t = 0; t < nth; t++)
+            assert_int_equal(seen[t], 20);
+        int64_t covered = 0, prev_end = 0;
+        for (int t = 0; t < nth; t++) {
+            int64_t b, e;
+            mf_split_range(N, t, nth, &b, &e);
+            assert_int_equal(b, prev_end);
+            covered += e - b;
+            prev_end = e;
+        }
+        assert_int_equal(covered, N);
         mf_pool_free(pool);
     }
 }

@@ -2,7 +2,8 @@
  * nn layer: every fast kernel against a naive double-precision reference (forward), every
  * _backward against central finite differences of that double reference, erf/exp accuracy on a
  * dense grid, masks (padding, causal, cross Tq != Tk), strided q/k/v from a fused buffer, and
- * determinism (same bits on a rerun and across thread counts 1, 2, 3).
+ * determinism (same bits on a rerun and across thread counts 1, 2, 3; GEMMs against the serial
+ * result with 1, 2, 3 and 8 threads).
  */
 #include "testutil.h"
 
@@ -187,6 +188,51 @@ static void test_linear(void **state)
     free(g); free(dx); free(dw); free(db); free(dw0); free(db0); free(G); free(Gd);
     free(c.x); free(c.w); free(c.b); free(x); free(w); free(b); free(y); free(yr);
     mf_pool_free(pool);
+}
+
+/* GEMMs large enough to be cut into several sgemm calls give the same bits with no pool and with
+ * 1, 2, 3 and 8 threads: forward (bias, residual, strided x), dx, dW (+=) and db (+=). Shapes
+ * include rows that are not a multiple of the grid unit, and the widths of BLIP-base and of the
+ * bundled tiny models. scripts/test.sh runs this under several OPENBLAS_CORETYPE values, whose
+ * kernels tile differently (linear.c). */
+static void test_linear_threads(void **state)
+{
+    (void)state;
+    static const int64_t shapes[][4] = { /* T, IC, OC, ldx */
+        {1088, 64, 192, 64}, {601, 96, 160, 100}, {197, 768, 768, 768}, {280, 256, 1024, 256},
+        {97, 512, 100, 512}, {1576, 64, 64, 192},
+    };
+    static const int threads[] = {1, 2, 3, 8};
+    for (size_t si = 0; si < MF_ARRAY_LEN(shapes); si++) {
+        const int64_t T = shapes[si][0], IC = shapes[si][1], OC = shapes[si][2], ldx = shapes[si][3];
+        /* the property is only tested where the GEMM is really cut (forward and dx by rows) */
+        assert_true(mf_linear_grid_blocks(T, T * IC * OC) > 1);
+        float *x = frand(T * ldx, 1), *w = frand(OC * IC, 0.1), *b = frand(OC, 1), *res = frand(T * OC, 1);
+        float *dy = frand(T * OC, 1), *dw0 = frand(OC * IC, 1), *db0 = frand(OC, 1);
+        float *y0 = malloc(T * OC * sizeof *y0), *r0 = malloc(T * OC * sizeof *r0);
+        float *dx0 = malloc(T * IC * sizeof *dx0), *dwr = fdup(dw0, OC * IC), *dbr = fdup(db0, OC);
+        /* the serial reference: no pool */
+        mf_linear_forward(NULL, y0, x, ldx, w, b, T, IC, OC);
+        mf_linear_forward_res(NULL, r0, res, x, ldx, w, NULL, T, IC, OC);
+        mf_linear_backward(NULL, dx0, dwr, dbr, dy, x, ldx, w, T, IC, OC);
+        for (size_t ti = 0; ti < MF_ARRAY_LEN(threads); ti++) {
+            struct mf_pool *pool = mf_pool_create(threads[ti]);
+            float *y = malloc(T * OC * sizeof *y), *r = fdup(res, T * OC);
+            float *dx = malloc(T * IC * sizeof *dx), *dw = fdup(dw0, OC * IC), *db = fdup(db0, OC);
+            mf_linear_forward(pool, y, x, ldx, w, b, T, IC, OC);
+            mf_linear_forward_res(pool, r, r, x, ldx, w, NULL, T, IC, OC); /* residual in place */
+            mf_linear_backward(pool, dx, dw, db, dy, x, ldx, w, T, IC, OC);
+            check_bits(y, y0, T * OC);
+            check_bits(r, r0, T * OC);
+            check_bits(dx, dx0, T * IC);
+            check_bits(dw, dwr, OC * IC);
+            check_bits(db, dbr, OC);
+            free(y); free(r); free(dx); free(dw); free(db);
+            mf_pool_free(pool);
+        }
+        free(x); free(w); free(b); free(res); free(dy); free(dw0); free(db0);
+        free(y0); free(r0); free(dx0); free(dwr); free(dbr);
+    }
 }
 
 /* ---- layernorm ---- */
@@ -576,6 +622,7 @@ int main(void)
     mf_nn_init(2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_erf_exp_accuracy), cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_linear_threads),
         cmocka_unit_test(test_layernorm),        cmocka_unit_test(test_activations),
         cmocka_unit_test(test_misc),             cmocka_unit_test(test_attention),
     };
