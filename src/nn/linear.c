@@ -8,11 +8,11 @@
  * threads, 8 s of sys time with OpenBLAS threads, none with this split).
  *
  * Determinism by construction: the calls do not depend on the thread count. OpenBLAS does not
- * promise that rows computed alone get the bits they get inside a larger call: its sgemm picks
- * a "small matrix" or "direct" kernel below a size threshold (SkylakeX/Cooper Lake builds), and
- * its edge tiles accumulate differently from full ones (the Haswell/Zen kernels, whose N tile
- * is 12 rows: row blocks of 16 computed alone differ from the same rows in one call, blocks of
- * 48 do not). A split that follows the thread count therefore changes results with --threads.
+ * promise that rows computed alone get the bits they get inside a larger call: its edge tiles
+ * accumulate differently from full ones (the Haswell/Zen kernels, whose N tile is 12 rows: row
+ * blocks of 16 computed alone differ from the same rows in one call, blocks of 48 do not), and
+ * Debian's 0.3.21 carries "small matrix" and "direct" sgemm kernels that it picks by size. A
+ * split that follows the thread count therefore changes results with --threads.
  * So every GEMM is cut by mf_linear_grid_blocks()/grid_bounds() into blocks whose boundaries depend only on
  * the shape: up to GRID_MAX blocks along the split dimension (rows of y and dx, output features
  * of dW), each a whole number of GRID_UNIT rows except the last. Each block is one sgemm call;
