@@ -153,6 +153,31 @@ void mf_grads_zero(struct mf_grads *g);
 void mf_grads_free(struct mf_grads *g);
 float *mf_grads_tensor(const struct mf_grads *g, size_t i);
 
+/* Random initialisation (src/models/init.c): a BLIP_Pretrain in the original layout with BLIP's
+ * own init rules, momentum copies equal to the online tensors, normalised random queues.
+ *     struct mf_blip_arch a;
+ *     mf_blip_arch_load("blip-mini.json", &a, &err);       // {"vision": {...}, "text": {...}, ...}
+ *     mf_blip_arch_set_vocab(&a, "vocab.txt", &err);        // word-embedding rows = vocab + [DEC], [ENC]
+ *     mf_blip_init_write(&a, 0, MF_DTYPE_F32, "out/model.safetensors", &err);
+ * Heads must be max(1, width/64): the original layout stores none and loaders infer that. */
+struct mf_blip_arch {
+    int64_t vision_width, vision_layers, vision_heads, vision_mlp, patch, image_size;
+    int64_t text_width, text_layers, text_heads, text_ffn, text_positions;
+    int64_t embed_dim, queue_size;
+    int64_t vocab; /* word-embedding rows (set from the vocabulary) */
+};
+/* Reads the architecture JSON: "vision" {width, layers, heads?, mlp, patch, image_size}, "text"
+ * {width, layers, heads?, ffn, positions}, "embed_dim", "queue_size"; a "train" object and keys
+ * starting with '_' are ignored (left to the caller), anything else is an error. */
+enum mf_status mf_blip_arch_load(const char *path, struct mf_blip_arch *a, struct mf_err *err);
+enum mf_status mf_blip_arch_set_vocab(struct mf_blip_arch *a, const char *vocab_path, struct mf_err *err);
+/* Writes the safetensors file atomically (F32, F16 or BF16; queue_ptr I64). Same (arch, seed,
+ * dtype): same bytes. Memory O(1 MiB): tensors are generated while written. */
+enum mf_status mf_blip_init_write(const struct mf_blip_arch *a, uint64_t seed, enum mf_dtype dtype, const char *path,
+                                  struct mf_err *err);
+/* Number of stored values (momentum copies and queues included; tied tensors once); -1 on OOM. */
+int64_t mf_blip_arch_params(const struct mf_blip_arch *a);
+
 #ifdef __cplusplus
 }
 #endif

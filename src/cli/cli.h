@@ -121,5 +121,6 @@ int verb_eval(int argc, char **argv);
 int verb_grad(int argc, char **argv);
 int verb_finetune(int argc, char **argv);
 int verb_world(int argc, char **argv);
+int verb_init(int argc, char **argv);
 
 #endif

@@ -19,6 +19,7 @@ static const char usage[] =
     "  grad      gradients of BLIP's pretraining losses (itc, itm, lm) for every prunable tensor\n"
     "  finetune  masked fine-tuning (ITC+ITM, AdamW) of a pruned checkpoint: a new checkpoint directory\n"
     "  world     a deterministic image-caption-question world (PNG scenes, captions, questions, vocab.txt)\n"
+    "  init      a randomly initialised BLIP (original layout, BLIP's init rules) from an architecture JSON\n"
     "\n"
     "'multiflow <verb> --help' describes a verb's options.\n";
 
@@ -55,6 +56,8 @@ int main(int argc, char **argv)
         return verb_finetune(argc - 1, argv + 1);
     if (strcmp(verb, "world") == 0)
         return verb_world(argc - 1, argv + 1);
+    if (strcmp(verb, "init") == 0)
+        return verb_init(argc - 1, argv + 1);
     fprintf(stderr, "multiflow: unknown verb '%s'\n\n%s", verb, usage);
     return 2;
 }
