@@ -17,11 +17,14 @@
 #include "io/image.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jerror.h>
 #include <jpeglib.h>
@@ -35,6 +38,21 @@
 #define JPEG_MAX_MEMORY (1L << 30)
 /* Progressive JPEGs with more scans than this are hostile (legit files have < 20). */
 #define JPEG_MAX_SCANS 1000
+/* mf_image_probe reads this much first; PNG's IHDR is in the first 33 bytes, JPEG's SOF follows
+ * the APPn segments (EXIF, ICC), nearly always within it. */
+#define PROBE_BYTES ((size_t)64 << 10)
+
+static _Atomic int64_t max_pixels = MF_IMAGE_DEFAULT_MAX_PIXELS;
+
+void mf_image_set_max_pixels(int64_t n)
+{
+    atomic_store(&max_pixels, n < 1 ? 1 : n > MF_IMAGE_MAX_PIXELS ? MF_IMAGE_MAX_PIXELS : n);
+}
+
+int64_t mf_image_max_pixels(void)
+{
+    return atomic_load(&max_pixels);
+}
 
 void mf_image_free(struct mf_image *im)
 {
@@ -52,12 +70,19 @@ static enum mf_status check_dims(const char *label, const char *kind, uint64_t w
     if (w == 0 || h == 0)
         return mf_err_set(err, MF_ERR_FORMAT, "%s: %s image has size %llux%llu", label, kind,
                           (unsigned long long)w, (unsigned long long)h);
-    if (w > MF_IMAGE_MAX_SIDE || h > MF_IMAGE_MAX_SIDE || w * h > (uint64_t)MF_IMAGE_MAX_PIXELS)
+    if (w > MF_IMAGE_MAX_SIDE || h > MF_IMAGE_MAX_SIDE)
         return mf_err_set(err, MF_ERR_RANGE,
                           "%s: %s image is %llux%llu pixels, more than this loader accepts "
-                          "(%d per side, %lld pixels)",
+                          "(%d per side)",
                           label, kind, (unsigned long long)w, (unsigned long long)h,
-                          MF_IMAGE_MAX_SIDE, (long long)MF_IMAGE_MAX_PIXELS);
+                          MF_IMAGE_MAX_SIDE);
+    int64_t lim = mf_image_max_pixels();
+    if (w * h > (uint64_t)lim)
+        return mf_err_set(err, MF_ERR_RANGE,
+                          "%s: %s image is %llux%llu = %llu pixels, more than the limit of %lld "
+                          "(a possible decompression bomb; raise it with --max-pixels)",
+                          label, kind, (unsigned long long)w, (unsigned long long)h,
+                          (unsigned long long)(w * h), (long long)lim);
     return MF_OK;
 }
 
@@ -86,6 +111,7 @@ struct png_dec {
     struct mf_image *out;
     enum mf_status status;
     int nomem;
+    int header_only; /* stop after the header checks: out->w/h set, no pixels */
     char msg[200];
 };
 
@@ -219,6 +245,12 @@ static enum mf_status png_decode(struct png_dec *d, struct mf_err *err)
                                d->label, color_type);
         goto fail;
     }
+    if (d->header_only) {
+        d->out->w = (int)w;
+        d->out->h = (int)h;
+        d->status = MF_OK;
+        goto fail;
+    }
     png_set_interlace_handling(d->png);
     png_read_update_info(d->png, d->info);
 
@@ -273,6 +305,7 @@ struct jpeg_dec {
     struct mf_image *out;
     const char *label;
     enum mf_status status;
+    int header_only;
 };
 
 static void jpeg_on_error_exit(j_common_ptr c)
@@ -363,6 +396,12 @@ static enum mf_status jpeg_decode(struct jpeg_dec *d, const uint8_t *buf, size_t
                                d->cinfo.num_components);
         goto fail;
     }
+    if (d->header_only) {
+        d->out->w = (int)d->cinfo.image_width;
+        d->out->h = (int)d->cinfo.image_height;
+        d->status = MF_OK;
+        goto fail;
+    }
     jpeg_start_decompress(&d->cinfo); /* progressive files are consumed whole here */
     int w = (int)d->cinfo.output_width, h = (int)d->cinfo.output_height;
     int nc = d->cinfo.output_components;
@@ -410,7 +449,23 @@ fail:
 
 /* ---------------------------------------------------------------- entry points */
 
-enum mf_status mf_image_load_mem(const void *buf, size_t len, const char *label,
+/* What a file that is not PNG or JPEG looks like, from its signature: never its bytes. */
+static const char *not_image_kind(const uint8_t *b, size_t len)
+{
+    if (len >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0))
+        return "a GIF image";
+    if (len >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
+        return "a WebP image";
+    if (len >= 2 && b[0] == 'B' && b[1] == 'M')
+        return "looks like a BMP image";
+    if (len >= 4 && (memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0))
+        return "a TIFF image";
+    if (len >= 4 && memcmp(b, "\x89PNG", 4) == 0)
+        return "a damaged or truncated PNG signature";
+    return "unrecognised signature";
+}
+
+static enum mf_status decode_mem(const void *buf, size_t len, const char *label, int header_only,
                                  struct mf_image *out, struct mf_err *err)
 {
     static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -430,6 +485,7 @@ enum mf_status mf_image_load_mem(const void *buf, size_t len, const char *label,
         d->label = label;
         d->out = out;
         d->status = MF_ERR_INTERNAL;
+        d->header_only = header_only;
         st = png_decode(d, err);
         mf_free(d);
         return st;
@@ -441,36 +497,38 @@ enum mf_status mf_image_load_mem(const void *buf, size_t len, const char *label,
         d->label = label;
         d->out = out;
         d->status = MF_ERR_INTERNAL;
+        d->header_only = header_only;
         st = jpeg_decode(d, b, len, err);
         mf_free(d);
         return st;
     }
     if (len == 0)
         return mf_err_set(err, MF_ERR_FORMAT, "%s: not a PNG or JPEG file (empty file)", label);
-    char hex[4 * 3 + 1] = {0};
-    size_t nshow = len < 4 ? len : 4, at = 0;
-    for (size_t i = 0; i < nshow; i++)
-        at += (size_t)snprintf(hex + at, sizeof hex - at, i ? " %02x" : "%02x", b[i]);
-    return mf_err_set(err, MF_ERR_FORMAT, "%s: not a PNG or JPEG file (first bytes %s)", label,
-                      hex);
+    return mf_err_set(err, MF_ERR_FORMAT, "%s: not a PNG or JPEG file (%s)", label,
+                      not_image_kind(b, len));
 }
 
-enum mf_status mf_image_load(const char *path, struct mf_image *out, struct mf_err *err)
+enum mf_status mf_image_load_mem(const void *buf, size_t len, const char *label,
+                                 struct mf_image *out, struct mf_err *err)
 {
-    enum mf_status st;
-    uint8_t *buf = NULL;
-    FILE *f = NULL;
+    return decode_mem(buf, len, label, 0, out, err);
+}
+
+/* Reads at most cap bytes of the regular file at path into *buf (mf_malloc'd); *len is what was
+ * read, *size the file's size. */
+static enum mf_status read_file(const char *path, size_t cap, uint8_t **buf, size_t *len,
+                                size_t *size, struct mf_err *err)
+{
+    enum mf_status st = MF_OK;
     struct stat sb;
-    if (!path || !out)
-        return mf_err_set(err, MF_ERR_ARG, "mf_image_load: NULL argument");
-    memset(out, 0, sizeof *out);
-    if (!(f = fopen(path, "rb"))) {
+    *buf = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         int e = errno;
-        st = mf_err_set(err, e == ENOENT ? MF_ERR_MISSING : MF_ERR_IO, "%s: cannot open: %s",
-                        path, strerror(e));
-        goto fail;
+        return mf_err_set(err, e == ENOENT ? MF_ERR_MISSING : MF_ERR_IO, "%s: cannot open: %s",
+                          path, strerror(e));
     }
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         st = mf_err_set(err, MF_ERR_IO, "%s: cannot read: not a regular file", path);
         goto fail;
     }
@@ -479,22 +537,67 @@ enum mf_status mf_image_load(const char *path, struct mf_image *out, struct mf_e
                         path, (long long)sb.st_size, MAX_FILE_BYTES);
         goto fail;
     }
-    size_t len = (size_t)sb.st_size;
-    if (!(buf = mf_malloc(len ? len : 1))) {
-        st = mf_err_set(err, MF_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, len);
+    *size = (size_t)sb.st_size;
+    size_t want = MF_MIN(*size, cap), got = 0;
+    if (!(*buf = mf_malloc(want ? want : 1))) {
+        st = mf_err_set(err, MF_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, want);
         goto fail;
     }
-    if (fread(buf, 1, len, f) != len) {
-        st = mf_err_set(err, MF_ERR_IO, "%s: read error after %zu bytes: %s", path, len,
-                        strerror(errno));
-        goto fail;
+    while (got < want) {
+        ssize_t r = read(fd, *buf + got, want - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            st = mf_err_set(err, MF_ERR_IO, "%s: read error after %zu bytes: %s", path, got,
+                            r < 0 ? strerror(errno) : "file shrank while reading");
+            goto fail;
+        }
+        got += (size_t)r;
     }
-    st = mf_image_load_mem(buf, len, path, out, err);
-
+    *len = got;
 fail:
+    if (st != MF_OK) {
+        mf_free(*buf);
+        *buf = NULL;
+    }
+    close(fd);
+    return st;
+}
+
+enum mf_status mf_image_load(const char *path, struct mf_image *out, struct mf_err *err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0, size = 0;
+    if (!path || !out)
+        return mf_err_set(err, MF_ERR_ARG, "mf_image_load: NULL argument");
+    memset(out, 0, sizeof *out);
+    enum mf_status st = read_file(path, MAX_FILE_BYTES, &buf, &len, &size, err);
+    if (st == MF_OK)
+        st = decode_mem(buf, len, path, 0, out, err);
     mf_free(buf);
-    if (f)
-        fclose(f);
+    return st;
+}
+
+enum mf_status mf_image_probe(const char *path, int *w, int *h, struct mf_err *err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0, size = 0;
+    struct mf_image im = {0};
+    if (!path)
+        return mf_err_set(err, MF_ERR_ARG, "mf_image_probe: NULL argument");
+    enum mf_status st = read_file(path, PROBE_BYTES, &buf, &len, &size, err);
+    if (st == MF_OK)
+        st = decode_mem(buf, len, path, 1, &im, err);
+    if (st != MF_OK && buf && len < size) { /* the header may go on past the prefix: all of it */
+        mf_free(buf);
+        if ((st = read_file(path, MAX_FILE_BYTES, &buf, &len, &size, err)) == MF_OK)
+            st = decode_mem(buf, len, path, 1, &im, err);
+    }
+    mf_free(buf);
+    if (w)
+        *w = st == MF_OK ? im.w : 0;
+    if (h)
+        *h = st == MF_OK ? im.h : 0;
     return st;
 }
 

@@ -26,9 +26,12 @@
 extern "C" {
 #endif
 
-/* Largest accepted side and pixel count (hostile-size guard; 16384^2 = 2^28). */
+/* Largest accepted side and the most pixels any setting accepts (hostile-size guard; 16384^2 = 2^28). */
 #define MF_IMAGE_MAX_SIDE (1 << 14)
 #define MF_IMAGE_MAX_PIXELS ((int64_t)1 << 28)
+/* Default pixel limit: Pillow's decompression-bomb error threshold, 2 * Image.MAX_IMAGE_PIXELS
+ * (2 * 89478485). Images with more pixels are refused from their header, before decoding. */
+#define MF_IMAGE_DEFAULT_MAX_PIXELS ((int64_t)178956970)
 
 /* BLIP / X-VLM / CLIP normalisation constants (float32), channel order R, G, B. */
 #define MF_IMAGE_MEAN {0.48145466f, 0.4578275f, 0.40821073f}
@@ -39,9 +42,21 @@ struct mf_image {
     uint8_t *rgb; /* (h, w, 3) HWC, owned; NULL after mf_image_free */
 };
 
+/* Process-wide pixel limit (default MF_IMAGE_DEFAULT_MAX_PIXELS), like Pillow's
+ * Image.MAX_IMAGE_PIXELS; set once by the CLI (--max-pixels) before images are read. Values are
+ * clamped to [1, MF_IMAGE_MAX_PIXELS]. */
+void mf_image_set_max_pixels(int64_t n);
+int64_t mf_image_max_pixels(void);
+
+/* Reads only as much of the file as its header needs (the whole file if the header is not in the
+ * first 64 KiB) and checks it as mf_image_load would: format, dimensions against the limits,
+ * colour type. Fills *w, *h (either may be NULL). Errors as mf_image_load's; never decodes pixels. */
+enum mf_status mf_image_probe(const char *path, int *w, int *h, struct mf_err *err);
+
 /* Decodes the file at path (format from the magic bytes, not the extension) into out.
  * Errors name the file: MISSING (no such file), IO, FORMAT (not PNG/JPEG, corrupt, truncated),
- * UNSUPPORTED (CMYK JPEG, ...), RANGE (too large), NOMEM. On error out is left empty. */
+ * UNSUPPORTED (CMYK JPEG, ...), RANGE (too large), NOMEM. On error out is left empty. Messages
+ * never quote the file's bytes (a path pointing at a secret must not leak it). */
 enum mf_status mf_image_load(const char *path, struct mf_image *out, struct mf_err *err);
 
 /* Same, from memory; label names the source in messages (e.g. a path or "<memory>"). */

@@ -1,6 +1,8 @@
 /* io/image: bit-exact decode/convert/resize against Pillow goldens (tests/golden/gen_image.py),
  * the worked examples of spec §2.2, normalisation against numpy float32 for all 256 values, and
- * the error paths (missing, empty, not an image, truncated, corrupt, CMYK, too large, NOMEM). */
+ * the error paths (missing, empty, not an image, truncated, corrupt, CMYK, too large, NOMEM),
+ * messages that never quote a file's bytes, header probing, and the pixel limit (a 16384x16384
+ * PNG written here with libpng is refused from its header, before any pixel buffer). */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -9,6 +11,7 @@
 
 #include <ctype.h>
 #include <jansson.h>
+#include <png.h>
 
 #include "core/common.h"
 #include "io/image.h"
@@ -194,7 +197,7 @@ static void test_errors(void **state)
 {
     (void)state;
     expect_error("missing.png", MF_ERR_MISSING, "cannot open: No such file or directory");
-    expect_error("bad_notimage.png", MF_ERR_FORMAT, "not a PNG or JPEG file (first bytes 47 49 46 38)");
+    expect_error("bad_notimage.png", MF_ERR_FORMAT, "not a PNG or JPEG file (a GIF image)");
     expect_error("bad_empty.png", MF_ERR_FORMAT, "not a PNG or JPEG file (empty file)");
     expect_error("bad_truncated.png", MF_ERR_FORMAT, "corrupt PNG data: ");
     expect_error("bad_crc.png", MF_ERR_FORMAT, "corrupt PNG data: ");
@@ -208,13 +211,103 @@ static void test_errors(void **state)
     struct mf_err err = {0};
     struct mf_image im = {0};
     assert_int_equal(mf_image_load_mem("\x89PNG", 4, "short", &im, &err), MF_ERR_FORMAT);
-    assert_string_equal(err.msg, "short: not a PNG or JPEG file (first bytes 89 50 4e 47)");
+    assert_string_equal(err.msg, "short: not a PNG or JPEG file (a damaged or truncated PNG signature)");
     assert_int_equal(mf_image_load_mem("\xff\xd8\xff", 3, NULL, &im, &err), MF_ERR_FORMAT);
     assert_non_null(strstr(err.msg, "<memory>: corrupt JPEG data: "));
     assert_int_equal(mf_image_load_mem("ab", 2, "x", &im, &err), MF_ERR_FORMAT);
-    assert_string_equal(err.msg, "x: not a PNG or JPEG file (first bytes 61 62)");
+    assert_string_equal(err.msg, "x: not a PNG or JPEG file (unrecognised signature)");
+    /* a text file (say /etc/passwd) named as an image: its content never reaches the message */
+    const char secret[] = "root:x:0:0:root:/root:/bin/bash\n";
+    assert_int_equal(mf_image_load_mem(secret, sizeof secret - 1, "passwd", &im, &err), MF_ERR_FORMAT);
+    assert_string_equal(err.msg, "passwd: not a PNG or JPEG file (unrecognised signature)");
     mf_image_free(&im);
     mf_image_free(&im); /* idempotent */
+}
+
+/* Probing reads the header only and agrees with a full load: sizes of good files, the same
+ * status for every bad one. */
+static void test_probe(void **state)
+{
+    (void)state;
+    const char *names[] = {"interlaced.png", "prog420.jpg", "gray.jpg", "pal4.png", "gray16.png",
+                           "missing.png", "bad_notimage.png", "bad_empty.png", "bad_header.jpg",
+                           "bad_cmyk.jpg", "bad_huge.png", "bad_crc.png", ""};
+    for (size_t i = 0; i < MF_ARRAY_LEN(names); i++) {
+        struct mf_err e1 = {0}, e2 = {0};
+        struct mf_image im = {0};
+        int w = -1, h = -1;
+        enum mf_status sl = mf_image_load(img_path(names[i]), &im, &e1);
+        enum mf_status sp = mf_image_probe(img_path(names[i]), &w, &h, &e2);
+        print_message("%s: load %d, probe %d (%s)\n", names[i], sl, sp, e2.msg);
+        if (sl == MF_OK) {
+            assert_int_equal(sp, MF_OK);
+            assert_int_equal(w, im.w);
+            assert_int_equal(h, im.h);
+        } else if (strcmp(names[i], "bad_crc.png") != 0) { /* a bad IDAT CRC is past the header */
+            assert_int_equal(sp, sl);
+            assert_string_equal(e2.msg, e1.msg);
+            assert_int_equal(w, 0);
+        }
+        mf_image_free(&im);
+    }
+}
+
+/* A 16384x16384 1-bit grey PNG (2^28 pixels, a few tens of kB): written row by row. */
+static void write_huge_png(const char *path, int side)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    assert_non_null(info);
+    if (setjmp(png_jmpbuf(png)))
+        fail_msg("libpng failed writing %s", path);
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)side, (png_uint_32)side, 1, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_compression_level(png, 9);
+    png_write_info(png, info);
+    png_byte *row = calloc((size_t)side / 8, 1);
+    for (int y = 0; y < side; y++)
+        png_write_row(png, row);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(row);
+    fclose(f);
+}
+
+static void test_pixel_limit(void **state)
+{
+    (void)state;
+    struct mf_err err = {0};
+    struct mf_image im = {0};
+    int w, h;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/huge16384.png", mf_test_tmpdir());
+    write_huge_png(path, 16384);
+    assert_int_equal(mf_image_max_pixels(), MF_IMAGE_DEFAULT_MAX_PIXELS);
+    long allocs = mf_alloc_count();
+    assert_int_equal(mf_image_load(path, &im, &err), MF_ERR_RANGE);
+    print_message("%s\n", err.msg);
+    assert_non_null(strstr(err.msg, "16384x16384 = 268435456 pixels, more than the limit of 178956970"));
+    assert_non_null(strstr(err.msg, "--max-pixels"));
+    assert_null(im.rgb);
+    /* refused from the header: the file buffer and libpng's own structures, no row or pixel buffer */
+    assert_true(mf_alloc_count() - allocs < 20);
+    assert_int_equal(mf_image_probe(path, &w, &h, &err), MF_ERR_RANGE);
+    assert_int_equal(w, 0);
+    /* the limit is adjustable and exact: rgb10x7.png has 70 pixels */
+    mf_image_set_max_pixels(69);
+    assert_int_equal(mf_image_load(img_path("rgb10x7.png"), &im, &err), MF_ERR_RANGE);
+    assert_non_null(strstr(err.msg, "10x7 = 70 pixels, more than the limit of 69"));
+    assert_int_equal(mf_image_probe(img_path("prog420.jpg"), &w, &h, &err), MF_ERR_RANGE);
+    mf_image_set_max_pixels(70);
+    assert_int_equal(mf_image_load(img_path("rgb10x7.png"), &im, &err), MF_OK);
+    mf_image_free(&im);
+    mf_image_set_max_pixels(INT64_MAX); /* clamped to the hard limit */
+    assert_int_equal(mf_image_max_pixels(), MF_IMAGE_MAX_PIXELS);
+    mf_image_set_max_pixels(MF_IMAGE_DEFAULT_MAX_PIXELS);
+    remove(path);
 }
 
 static void test_load_mem_matches_file(void **state)
@@ -331,7 +424,8 @@ int main(void)
         cmocka_unit_test(test_worked_examples), cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_preprocess),     cmocka_unit_test(test_errors),
         cmocka_unit_test(test_load_mem_matches_file), cmocka_unit_test(test_alloc_failures),
-        cmocka_unit_test(test_shapes_dataset),
+        cmocka_unit_test(test_shapes_dataset), cmocka_unit_test(test_probe),
+        cmocka_unit_test(test_pixel_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
