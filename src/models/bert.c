@@ -10,24 +10,41 @@
  * The training forward is the same code with every activation kept per layer (struct
  * mf_bert_acts, models/grad.h); mf_bert_backward runs the layers in reverse, sends the
  * cross-attention key/value gradients to the encoder states and scatter-adds the embedding rows.
+ * Incremental decoding (mf_bert_step, models/kvcache.h) is the same inference code with a cache:
+ * new keys/values are appended to it, self-attention spans the cached positions (masked past the
+ * filled length), cross-attention keys/values are computed once per image and shared by its beams.
  */
 #include "models/grad.h"
+#include "models/kvcache.h"
 #include "nn/nn.h"
 
 #include <string.h>
 
+/* Copies the new keys (or values) x (rows, L, d) into layer l of a cache buffer at positions
+ * len..len+L-1; returns the layer's (rows, cap, d) block. */
+static const float *cache_put(const struct mf_bert_cache *kv, int64_t l, float *buf, const float *x, int64_t d,
+                              int64_t L)
+{
+    float *layer = buf + l * kv->rows_max * kv->cap * d;
+    for (int64_t r = 0; r < kv->rows; r++)
+        memcpy(layer + (r * kv->cap + kv->len) * d, x + r * L * d, (size_t)(L * d) * sizeof(float));
+    return layer;
+}
+
 static enum mf_status bert_run(struct mf_session *s, const struct mf_bert *bert, const int32_t *ids,
                                const int32_t *mask, int64_t B, int64_t L, const float *enc, int64_t Ne, bool causal,
-                               float *out, struct mf_bert_acts *A, struct mf_err *err)
+                               struct mf_bert_cache *kv, float *out, struct mf_bert_acts *A, struct mf_err *err)
 {
     const struct mf_bert_cfg *c = &bert->cfg;
     const int64_t d = c->d, BL = B * L, H = c->n_head, dh = d / H, ew = c->enc_width, nl = c->n_layer;
     struct mf_arena *a = &s->arena;
     struct mf_pool *pool = s->pool;
     const bool tr = A != NULL;
+    const int64_t p0 = kv ? kv->len : 0; /* position of the first token (incremental decoding) */
+    MF_ASSERT(!kv || !tr);
 
-    if (L > c->max_pos)
-        return mf_err_set(err, MF_ERR_RANGE, "text length %lld exceeds the model's %lld positions", (long long)L,
+    if (p0 + L > c->max_pos)
+        return mf_err_set(err, MF_ERR_RANGE, "text length %lld exceeds the model's %lld positions", (long long)(p0 + L),
                           (long long)c->max_pos);
     for (int64_t i = 0; i < BL; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab)
@@ -39,8 +56,9 @@ static enum mf_status bert_run(struct mf_session *s, const struct mf_bert *bert,
     float *x = out;                                 /* (B, L, d) residual stream, in place in out */
     float *q = NULL, *k = NULL, *v = NULL, *ctx = NULL, *ff = NULL;
     float *y = mf_arena_f32(a, BL * d);             /* (B, L, d) sub-layer output */
-    int64_t Tk = MF_MAX(L, Ne);
-    void *scratch = mf_arena_alloc(a, mf_attention_scratch_size(s->n_threads, L, Tk, dh));
+    /* with a cache: self-attention keys span the cache, cross-attention queries a group's rows */
+    int64_t Tk = MF_MAX(kv ? kv->cap : L, Ne), Tq = kv ? L * kv->group : L;
+    void *scratch = mf_arena_alloc(a, mf_attention_scratch_size(s->n_threads, Tq, Tk, dh));
     if (!y || !scratch)
         goto nomem;
     if (!tr) {
@@ -94,7 +112,7 @@ static enum mf_status bert_run(struct mf_session *s, const struct mf_bert *bert,
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < L; t++) {
             float *xr = e + (b * L + t) * d;
-            const float *w = bert->word + (int64_t)ids[b * L + t] * d, *p = bert->pos + t * d;
+            const float *w = bert->word + (int64_t)ids[b * L + t] * d, *p = bert->pos + (p0 + t) * d;
             if (bert->tok_type)
                 for (int64_t i = 0; i < d; i++)
                     xr[i] = (w[i] + bert->tok_type[i]) + p[i];
@@ -116,22 +134,36 @@ static enum mf_status bert_run(struct mf_session *s, const struct mf_bert *bert,
         mf_model_linear(s, q_, xin, d, &Ly->q, BL, mask);
         mf_model_linear(s, k_, xin, d, &Ly->k, BL, mask);
         mf_model_linear(s, v_, xin, d, &Ly->v, BL, mask);
-        mf_attention_forward(pool, ctx_, tr ? La->att : NULL, q_, d, k_, d, v_, d, mask, causal, B, L, L, H, dh,
-                             scratch);
+        if (kv) /* keys: the cached positions plus these (the mask covers both); causal only within a prompt */
+            mf_attention_forward(pool, ctx_, NULL, q_, d, cache_put(kv, l, kv->k, k_, d, L), d,
+                                 cache_put(kv, l, kv->v, v_, d, L), d, kv->key_mask, causal && p0 == 0, B, L, kv->cap,
+                                 H, dh, scratch);
+        else
+            mf_attention_forward(pool, ctx_, tr ? La->att : NULL, q_, d, k_, d, v_, d, mask, causal, B, L, L, H, dh,
+                                 scratch);
         mf_model_linear_res(s, ys, xin, ctx_, d, &Ly->o, BL, mask);
         mf_layernorm_forward(pool, xs, tr ? La->mean_s : NULL, tr ? La->rstd_s : NULL, ys, Ly->ln_attn.w,
                              Ly->ln_attn.b, BL, d, c->eps);
         float *xc = xs;
 
         /* cross-attention to the image tokens (all keys valid) */
-        if (Ly->has_cross && enc) {
+        if (Ly->has_cross && (enc || (kv && kv->cross_ready))) {
             float *cq = tr ? La->cq : q, *ck = tr ? La->ck : k, *cv = tr ? La->cv : v, *cctx = tr ? La->cctx : ctx;
             float *yc = tr ? La->yc : y;
             xc = tr ? La->xc : x;
             mf_model_linear(s, cq, xs, d, &Ly->cq, BL, mask);
-            mf_model_linear(s, ck, enc, ew, &Ly->ck, B * Ne, NULL);
-            mf_model_linear(s, cv, enc, ew, &Ly->cv, B * Ne, NULL);
-            mf_attention_forward(pool, cctx, tr ? La->catt : NULL, cq, d, ck, d, cv, d, NULL, false, B, L, Ne, H, dh,
+            int64_t Bc = B, Lc = L; /* with a cache: one attention batch per group, its rows as queries */
+            if (kv) {
+                Bc = B / kv->group;
+                Lc = L * kv->group;
+                ck = kv->ck + l * kv->groups_max * Ne * d;
+                cv = kv->cv + l * kv->groups_max * Ne * d;
+            }
+            if (!kv || !kv->cross_ready) {
+                mf_model_linear(s, ck, enc, ew, &Ly->ck, Bc * Ne, NULL);
+                mf_model_linear(s, cv, enc, ew, &Ly->cv, Bc * Ne, NULL);
+            }
+            mf_attention_forward(pool, cctx, tr ? La->catt : NULL, cq, d, ck, d, cv, d, NULL, false, Bc, Lc, Ne, H, dh,
                                  scratch);
             mf_model_linear_res(s, yc, xs, cctx, d, &Ly->co, BL, mask);
             mf_layernorm_forward(pool, xc, tr ? La->mean_c : NULL, tr ? La->rstd_c : NULL, yc, Ly->ln_cross.w,
@@ -154,14 +186,31 @@ enum mf_status mf_bert_forward(struct mf_session *s, const struct mf_bert *bert,
                                const int32_t *mask, int64_t B, int64_t L, const float *enc, int64_t Ne,
                                bool causal, float *out, struct mf_err *err)
 {
-    return bert_run(s, bert, ids, mask, B, L, enc, Ne, causal, out, NULL, err);
+    return bert_run(s, bert, ids, mask, B, L, enc, Ne, causal, NULL, out, NULL, err);
+}
+
+enum mf_status mf_bert_step(struct mf_session *s, const struct mf_bert *bert, const int32_t *ids, int64_t T,
+                            const float *enc, struct mf_bert_cache *kv, float *out, struct mf_err *err)
+{
+    enum mf_status st;
+    if (T < 1 || (kv->len > 0 && T != 1) || kv->len + T > kv->cap)
+        return mf_err_set(err, MF_ERR_ARG, "decoder step of %lld tokens at position %lld (cache of %lld)",
+                          (long long)T, (long long)kv->len, (long long)kv->cap);
+    for (int64_t r = 0; r < kv->rows; r++)
+        for (int64_t t = 0; t < kv->cap; t++)
+            kv->key_mask[r * kv->cap + t] = t < kv->len + T;
+    if ((st = bert_run(s, bert, ids, NULL, kv->rows, T, enc, kv->ne, true, kv, out, NULL, err)))
+        return st;
+    kv->len += T;
+    kv->cross_ready = true;
+    return MF_OK;
 }
 
 enum mf_status mf_bert_forward_train(struct mf_session *s, const struct mf_bert *bert, const int32_t *ids,
                                      const int32_t *mask, int64_t B, int64_t L, const float *enc, int64_t Ne,
                                      bool causal, float *out, struct mf_bert_acts *acts, struct mf_err *err)
 {
-    return bert_run(s, bert, ids, mask, B, L, enc, Ne, causal, out, acts, err);
+    return bert_run(s, bert, ids, mask, B, L, enc, Ne, causal, NULL, out, acts, err);
 }
 
 static float *grad_of(const struct mf_grads *g, int i) { return i >= 0 ? mf_grads_tensor(g, (size_t)i) : NULL; }

@@ -100,6 +100,13 @@ enum mf_status mf_wordpiece_encode_nosep(const struct mf_vocab *v, const char *t
 enum mf_status mf_wordpiece_tokenize(const struct mf_vocab *v, const char *text, int32_t *ids,
                                      int64_t cap, int64_t *n_pieces, struct mf_err *err);
 
+/* Token ids back to text as transformers' decode(ids, skip_special_tokens=True) writes it
+ * (text/wordpiece_decode.c): special tokens dropped, pieces joined with spaces, " ##" merged,
+ * clean_up_tokenization (" ." -> "." ...). out (cap bytes incl. NUL); MF_ERR_RANGE for an id
+ * outside the vocabulary or text longer than cap. */
+enum mf_status mf_wordpiece_decode(const struct mf_vocab *v, const int32_t *ids, int64_t n, char *out, size_t cap,
+                                   struct mf_err *err);
+
 /* The basic tokenizer alone (clean, CJK, lower, strip accents, punctuation split): writes the
  * resulting words joined by single spaces into out (out_len bytes incl. NUL). MF_ERR_RANGE if
  * out is too small. Needs no vocabulary; for tests and inspection. */

@@ -400,3 +400,137 @@ def load_image(path, size):
     x = np.asarray(im).astype(np.float32) / np.float32(255.0)
     x = (x - np.array(CLIP_MEAN, dtype=np.float32)) / np.array(CLIP_STD, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))  # [3,R,R] float32
+
+
+# ----------------------------------------------------------------------------------------------
+# Caption generation (spec §4.4, §11 Q14): transformers 4.15 greedy_search and beam_search with
+# BeamSearchScorer/BeamHypotheses, as BLIP_Decoder.generate calls them (prompt = input_ids,
+# max_length/min_length counting the prompt, eos = [SEP], MinLengthLogitsProcessor only). The
+# decoder is recomputed over the whole sequence at every step (no cache), so the C engine's
+# incremental decoding is checked against a plain full forward. Scores in float64.
+
+def prompt_ids(cfg, vocab, prompt):
+    """[DEC] + the prompt's whole-word tokens (BLIP: tokenizer(prompt), [0] := [DEC], drop [SEP])."""
+    ids, mask = tokenize_words(prompt, vocab, 64)
+    return [cfg.dec_id] + ids[1:sum(mask) - 1]
+
+
+def next_logits(P, cfg, seqs, image_embeds):
+    """seqs: list of R token lists of one length; image_embeds [R,N,d] -> last-position logits [R,V]."""
+    ids = torch.tensor(seqs, dtype=torch.int64)
+    return decoder(P, cfg, ids, torch.ones_like(ids), image_embeds)[:, -1]
+
+
+class GenTrace:
+    """Smallest gap seen between two scores whose order decided the output (tie risk)."""
+
+    def __init__(self):
+        self.margin = float("inf")
+
+    def gap(self, a, b):
+        if math.isfinite(a) and math.isfinite(b):
+            self.margin = min(self.margin, abs(a - b))
+
+
+def generate_greedy(P, cfg, image_embeds, prompt, max_length, min_length, sep_id, trace=None):
+    """One image (image_embeds [1,N,d]) -> (ids after the prompt, [SEP] included when it ended
+    the caption; summed log-probability of the chosen tokens)."""
+    seq, total = list(prompt), 0.0
+    while True:
+        x = next_logits(P, cfg, [seq], image_embeds)[0].clone()
+        if len(seq) < min_length:
+            x[sep_id] = -float("inf")
+        tok = int(torch.argmax(x))
+        if trace:
+            top2 = torch.topk(x, 2).values
+            trace.gap(float(top2[0]), float(top2[1]))
+        total += float(torch.log_softmax(x, -1)[tok])
+        seq.append(tok)
+        if tok == sep_id or len(seq) >= max_length:
+            return seq[len(prompt):], total
+
+
+def generate_beam(P, cfg, image_embeds, prompt, num_beams, max_length, min_length, sep_id, trace=None):
+    """One image -> (ids after the prompt, [SEP] appended when the best hypothesis ended on it;
+    the hypothesis score sum / length). Port of transformers 4.15 beam_search for batch 1."""
+    nb = num_beams
+    seqs = [list(prompt) for _ in range(nb)]
+    beam_scores = torch.zeros(nb, dtype=torch.float64)
+    beam_scores[1:] = -1e9
+    hyps, worst = [], 1e9  # BeamHypotheses: (score, tokens), insertion order
+
+    def add(tokens, sum_logprobs):
+        nonlocal worst
+        score = sum_logprobs / (len(tokens) ** 1.0)
+        if len(hyps) < nb or score > worst:
+            if trace and hyps:
+                trace.gap(score, worst)
+            hyps.append((score, list(tokens)))
+            if len(hyps) > nb:
+                srt = sorted([(s, i) for i, (s, _) in enumerate(hyps)])
+                del hyps[srt[0][1]]
+                worst = srt[1][0]
+            else:
+                worst = min(score, worst)
+        elif trace:
+            trace.gap(score, worst)
+
+    done = False
+    cur_len = len(prompt)
+    while True:
+        logits = next_logits(P, cfg, seqs, image_embeds.expand(nb, -1, -1))
+        lp = torch.log_softmax(logits, -1)
+        if cur_len < min_length:
+            lp[:, sep_id] = -float("inf")
+        V = lp.shape[-1]
+        cand = (lp + beam_scores[:, None]).reshape(-1)
+        top = torch.topk(cand, 2 * nb + 1)
+        new = []
+        for rank in range(2 * nb):
+            if trace:  # the order of every candidate consumed, and of the next one, decides the output
+                a, b = float(top.values[rank]), float(top.values[rank + 1])
+                if a > -1e8 and b > -1e8:
+                    trace.gap(a, b)
+            score, flat = float(top.values[rank]), int(top.indices[rank])
+            beam, tok = flat // V, flat % V
+            if tok == sep_id:
+                if rank >= nb:
+                    continue
+                add(seqs[beam], score)
+            else:
+                new.append((seqs[beam] + [tok], score))
+            if len(new) == nb:
+                break
+        best = float(top.values[0])
+        if len(hyps) >= nb:
+            if trace and worst != best / cur_len:  # equal when the best candidate was [SEP]: no tie risk
+                trace.gap(worst, best / cur_len)
+            done = worst >= best / cur_len
+        seqs = [s for s, _ in new]
+        beam_scores = torch.tensor([sc for _, sc in new], dtype=torch.float64)
+        cur_len += 1
+        if done or cur_len >= max_length:
+            break
+    if not done:
+        for b in range(nb):
+            add(seqs[b], float(beam_scores[b]))
+    srt = sorted(hyps, key=lambda h: h[0])
+    if trace and len(srt) > 1:
+        trace.gap(srt[-1][0], srt[-2][0])
+    score, best = srt[-1]
+    out = best[len(prompt):]
+    if len(best) < max_length:
+        out = out + [sep_id]
+    return out, score
+
+
+def decode_ids(vocab, ids, special):
+    """transformers decode(skip_special_tokens=True) with clean_up_tokenization (and a leading
+    '##' dropped, the project's rule); special: set of ids to skip."""
+    s = " ".join(vocab[i] for i in ids if i not in special and i < len(vocab)).replace(" ##", "").strip()
+    if s.startswith("##"):
+        s = s[2:]
+    for a, b in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                 (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+        s = s.replace(a, b)
+    return s
