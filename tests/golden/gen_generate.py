@@ -139,6 +139,39 @@ def main():
     gen_fixture("hf-cap-f32", os.path.join(HERE, "blip", "hf-cap-f32"), CASES, 21)
     gen_fixture("orig-f32", os.path.join(HERE, "blip", "orig-f32"), CASES, 22)
     gen_fixture("orig-cap-sep-f16", os.path.join(OUT, "orig-cap-sep-f16"), SEP_CASES, 23)
+    gen_cli()
+
+
+def gen_cli(n_images=6):
+    """tests/golden/generate/cli_blip-tiny_shapes.json: what `multiflow caption --data
+    data/shapes/annotations.json --json` prints for the first n_images images with the bundled
+    original-layout model (default beam search, and greedy), images through blip_ref.load_image."""
+    root = os.path.join(G.ROOT, "data", "shapes")
+    with open(os.path.join(root, "annotations.json")) as f:
+        anns = json.load(f)
+    names = []
+    for a in anns:
+        if a["image"] not in names:
+            names.append(a["image"])
+    names = names[:n_images]
+    d = os.path.join(G.ROOT, "data", "models", "blip-tiny")
+    P, cfg = R.load_dir(d)
+    vocab = R.read_vocab(os.path.join(d, "vocab.txt"))
+    special = {vocab.index(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")} | {cfg.dec_id, cfg.enc_id}
+    imgs = torch.stack([R.load_image(os.path.join(root, n), cfg.vision.image_size) for n in names])
+    emb = R.vision(P, cfg, imgs.to(torch.float64))
+    doc = OrderedDict()
+    for label, case in (("beam", (3, 20, 5, None)), ("greedy", (1, 20, 5, None))):
+        rows = []
+        for i, n in enumerate(names):
+            tr = R.GenTrace()
+            _, ids, _ = run_case(P, cfg, vocab, emb[i:i + 1], case, tr)
+            print("cli %s %s: margin %.2e" % (label, n, tr.margin))
+            assert tr.margin >= MIN_MARGIN, "near-tie in the CLI golden"
+            rows.append(OrderedDict([("image", n), ("caption", R.decode_ids(vocab, ids, special)), ("ids", ids)]))
+        doc[label] = rows
+    with open(os.path.join(OUT, "cli_blip-tiny_shapes.json"), "w") as f:
+        f.write(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":
