@@ -534,3 +534,66 @@ def decode_ids(vocab, ids, special):
                  (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
         s = s.replace(a, b)
     return s
+
+
+# ----------------------------------------------------------------------------------------------
+# Zero-shot retrieval: BLIP train_retrieval.py `evaluation` (ITC ranking, ITM re-ranking of each
+# query's top k by itm_logit[1] + cosine, -100 elsewhere) and `itm_eval` (recall@1/5/10). Written
+# from that code's logic; single process (no rank split), no momentum or queues involved.
+
+def topk_idx(row, k):
+    """Indices of the k largest of row, largest first, ties by lower index (torch.topk leaves the
+    order of equal values unspecified; the C engine breaks them this way)."""
+    vals = row.tolist()
+    return sorted(range(len(vals)), key=lambda j: (-vals[j], j))[:k]
+
+
+def retrieval_scores(P, cfg, image_embeds, ids, mask, k):
+    """image_embeds [Ni,N,d] (vision()), ids/mask [Nt,L] (unimodal [CLS] tokens) -> (sims [Ni,Nt],
+    score_i2t [Ni,Nt], score_t2i [Nt,Ni]). k = 0: no re-ranking (the scores are the cosines).
+    k is capped at the number of candidates (BLIP's topk needs k_test <= candidates)."""
+    img = F.normalize(linear(image_embeds[:, 0], P, "vision_proj"), dim=-1, eps=1e-12)
+    txt = F.normalize(linear(text_unimodal(P, cfg, ids, mask)[:, 0], P, "text_proj"), dim=-1, eps=1e-12)
+    sims = img @ txt.T
+    if k == 0:
+        return sims, sims.clone(), sims.T.clone()
+    ni, nt = sims.shape
+    i2t = torch.full((ni, nt), -100.0, dtype=sims.dtype)
+    for i in range(ni):
+        top = topk_idx(sims[i], min(k, nt))
+        enc = image_embeds[i:i + 1].expand(len(top), -1, -1)
+        logits, _ = itm(P, text_multimodal(P, cfg, ids[top], mask[top], enc))
+        i2t[i, top] = logits[:, 1] + sims[i, top]
+    t2i = torch.full((nt, ni), -100.0, dtype=sims.dtype)
+    for j in range(nt):
+        top = topk_idx(sims[:, j], min(k, ni))
+        logits, _ = itm(P, text_multimodal(P, cfg, ids[j:j + 1].expand(len(top), -1),
+                                           mask[j:j + 1].expand(len(top), -1), image_embeds[top]))
+        t2i[j, top] = logits[:, 1] + sims[top, j]
+    return sims, i2t, t2i
+
+
+def itm_eval(scores_i2t, scores_t2i, txt2img, img2txt, ties="negative_first"):
+    """BLIP's itm_eval -> [i2t R@1, R@5, R@10, t2i R@1, R@5, R@10, mean] in percent. The rank of a
+    query is the position of its best positive. ties="numpy": BLIP's np.argsort(score)[::-1]
+    literally (order among equal scores as numpy leaves it); "negative_first": a negative with a
+    score equal to the best positive ranks above it (the C engine's deterministic rule);
+    "positive_first": below it (the most favourable order, a bound for "numpy")."""
+    import numpy as np
+
+    def rank(score, positives):
+        if ties == "numpy":
+            inds = np.argsort(score)[::-1]
+            return min(int(np.where(inds == p)[0][0]) for p in positives)
+        best = max(score[p] for p in positives)
+        pos = set(positives)
+        tie = ties == "negative_first"
+        return sum(1 for j, s in enumerate(score) if s > best or (tie and s == best and j not in pos))
+
+    def recalls(ranks):
+        ranks = np.asarray(ranks)
+        return [100.0 * np.count_nonzero(ranks < r) / len(ranks) for r in (1, 5, 10)]
+
+    tr = recalls([rank(s, img2txt[i]) for i, s in enumerate(scores_i2t)])
+    ir = recalls([rank(s, [txt2img[j]]) for j, s in enumerate(scores_t2i)])
+    return tr + ir + [(sum(tr) / 3 + sum(ir) / 3) / 2]
