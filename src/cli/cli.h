@@ -120,6 +120,7 @@ int verb_score(int argc, char **argv);
 int verb_eval(int argc, char **argv);
 int verb_grad(int argc, char **argv);
 int verb_finetune(int argc, char **argv);
+int verb_caption(int argc, char **argv);
 int verb_world(int argc, char **argv);
 int verb_init(int argc, char **argv);
 
