@@ -3,8 +3,10 @@
 # succeeds, counts 64 images / 128 texts, every recall is in [0, 100] and a multiple of 100/64
 # (i2t) or 100/128 (t2i), R@1 <= R@5 <= R@10, mean = the average of the six, --k 0 is ITC-only,
 # --k 16 and the default k re-rank by ITM, --pairs truncates, --threads 1 / 2 give identical recalls.
-# Does not check recall values against a reference: the tiny models are random, and the ranking
-# maths is covered by the C tests of src/eval.
+# Then the recalls against BLIP's evaluation + itm_eval run by the PyTorch reference
+# (tests/golden/gen_retrieval.py -> tests/golden/retrieval/shapes_<model>.json) on its 64 pairs, for
+# k = 0, 4, 16, 64. The ranking maths on hand-made matrices and the score matrices against the same
+# golden are tests/eval/test_retrieval.c (ctest test_retrieval).
 # Needs jq. Usage: bash tests/cli/eval.sh <path-to-multiflow> <source-dir>
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.bash"
@@ -81,6 +83,25 @@ for model in blip-tiny blip-tiny-hf; do
     run_cmd "$model.pairs" "$MF" eval retrieval --model "$M" --data "$SHAPES/annotations.json" --images "$SHAPES" \
         --k 4 --pairs 20 --json --quiet
     jcheck "$OUT" "$model --pairs 20" '.images == 10 and .texts == 20 and .k == 4 and .itm_rerank'
+done
+
+# The PyTorch reference's recalls (tests/golden/gen_retrieval.py), within printing precision.
+GR=$SRC/tests/golden/retrieval
+for model in blip-tiny blip-tiny-hf; do
+    for k in 0 4 16 64; do
+        run_cmd "$model.gold$k" "$MF" eval retrieval --model "$SRC/data/models/$model" --data "$GR/shapes_pairs.json" \
+            --images "$SHAPES" --caption-clean none --k "$k" --batch 5 --json --quiet --threads 2
+        if [ "$RC" -ne 0 ]; then
+            fail "$model golden k=$k: exit $RC: $(cat "$ERR")"
+            continue
+        fi
+        jcheck "$OUT" "$model golden k=$k: counts" '.images == 33 and .texts == 64'
+        want=$(jq -c --arg k "$k" '.k[$k] | [.i2t.r1, .i2t.r5, .i2t.r10, .t2i.r1, .t2i.r5, .t2i.r10, .mean]' \
+            "$GR/shapes_$model.json")
+        jcheck "$OUT" "$model golden k=$k: recalls $want" \
+            "[.i2t.r1, .i2t.r5, .i2t.r10, .t2i.r1, .t2i.r5, .t2i.r10, .mean] as \$g | $want as \$w
+             | [range(7) | (\$g[.] - \$w[.]) | fabs < 1e-3] | all"
+    done
 done
 
 # One run with the default k (128 = every candidate re-ranked by ITM) on the HF model.
