@@ -123,5 +123,6 @@ int verb_finetune(int argc, char **argv);
 int verb_caption(int argc, char **argv);
 int verb_world(int argc, char **argv);
 int verb_init(int argc, char **argv);
+int verb_pretrain(int argc, char **argv);
 
 #endif

@@ -171,7 +171,7 @@ struct mf_trainer {
 
 struct mf_train_opts mf_train_opts_default(void)
 {
-    struct mf_train_opts o = {1e-5, 0.05, 0.9, 0.999, 1e-8, 0.0, 0, 1};
+    struct mf_train_opts o = {1e-5, 0.05, 0.9, 0.999, 1e-8, 0.0, 0, 1, MF_LR_LINEAR, 0.0, false};
     return o;
 }
 
@@ -182,6 +182,12 @@ double mf_train_lr_at(const struct mf_train_opts *o, int64_t t)
         return 0;
     if (t < W)
         return o->lr * (double)(t + 1) / (double)W;
+    if (o->schedule == MF_LR_COSINE) {
+        if (t >= T || T <= W)
+            return t >= T ? o->min_lr : o->lr;
+        const double pi = 3.14159265358979323846;
+        return o->min_lr + (o->lr - o->min_lr) * 0.5 * (1.0 + cos(pi * (double)(t - W) / (double)(T - W)));
+    }
     if (t >= T || T <= W)
         return t >= T ? 0 : o->lr;
     return o->lr * (double)(T - t) / (double)(T - W);
@@ -207,6 +213,10 @@ static enum mf_status check_opts(const struct mf_train_opts *o, struct mf_err *e
         return mf_err_set(err, MF_ERR_ARG, "AdamW eps %g: expected > 0", o->eps);
     if (!(isfinite(o->clip_norm) && o->clip_norm >= 0))
         return mf_err_set(err, MF_ERR_ARG, "gradient clipping norm %g: expected >= 0 (0 = off)", o->clip_norm);
+    if (!(isfinite(o->min_lr) && o->min_lr >= 0 && o->min_lr <= o->lr) ||
+        (o->schedule != MF_LR_LINEAR && o->schedule != MF_LR_COSINE))
+        return mf_err_set(err, MF_ERR_ARG, "schedule: minimum learning rate %g: expected in [0, lr = %g]", o->min_lr,
+                          o->lr);
     if (o->total_steps < 1 || o->warmup_steps < 0 || o->warmup_steps > o->total_steps)
         return mf_err_set(err, MF_ERR_ARG, "schedule: %lld warm-up steps of %lld total (expected 0 <= warm-up <= total, total >= 1)",
                           (long long)o->warmup_steps, (long long)o->total_steps);
@@ -238,7 +248,10 @@ enum mf_status mf_trainer_create(struct mf_model *m, const uint8_t *const *masks
     tr->n = n;
     tr->temp_i = -1;
     tr->temp_default = TEMP_DEFAULT;
-    visit_itc_itm(m, mark_one, own);
+    if (o->all_towers)
+        visit_all(m, mark_one, own);
+    else
+        visit_itc_itm(m, mark_one, own);
     for (size_t i = 0; i < n; i++) {
         const struct mf_model_tensor *t = &m->tensors[i];
         if (strcmp(t->name, "temp") == 0 && mf_dtype_is_float(t->dtype) && tensor_numel(t) == 1 &&
@@ -376,6 +389,27 @@ void mf_trainer_counts(const struct mf_trainer *tr, int64_t *n_tensors, int64_t 
         *n_tensors = tr->n_trained;
     if (n_weights)
         *n_weights = tr->n_weights;
+}
+
+int64_t mf_trainer_steps(const struct mf_trainer *tr) { return tr->step; }
+
+enum mf_status mf_trainer_resume(struct mf_trainer *tr, int64_t steps, const float *const *m1, const float *const *m2,
+                                 struct mf_err *err)
+{
+    if (steps < 0)
+        return mf_err_set(err, MF_ERR_ARG, "resume: step count %lld is negative", (long long)steps);
+    for (size_t i = 0; i < tr->n; i++)
+        if (tr->val[i] && (!m1[i] || !m2[i]))
+            return mf_err_set(err, MF_ERR_MISSING, "resume: no optimiser moments for the trained tensor '%s'",
+                              tr->m->tensors[i].name);
+    for (size_t i = 0; i < tr->n; i++) {
+        if (!tr->val[i])
+            continue;
+        memcpy(tr->mom1[i], m1[i], tr->numel[i] * sizeof(float));
+        memcpy(tr->mom2[i], m2[i], tr->numel[i] * sizeof(float));
+    }
+    tr->step = steps;
+    return MF_OK;
 }
 
 /* ---- the step kernels: each splits one tensor's elements over the pool ----------------------- */

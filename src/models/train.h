@@ -26,8 +26,11 @@
  * Thread safety: a trainer mutates its model (the weight pointers), so no other session may run on
  * that model between mf_trainer_create and mf_trainer_free except the ones the caller steps with.
  *
- * Does not: momentum distillation, queue updates, cosine schedules, resuming (no optimiser-state
- * file), mixed precision. Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization"
+ * With o.all_towers (pretraining) the text decoder's own tensors and the LM head train too.
+ *
+ * Does not: momentum distillation, queue updates (models/losses.h does both sides of that), write
+ * the optimiser state (the caller does, from mf_trainer_moments; mf_trainer_resume reads it
+ * back), mixed precision. Reference: Loshchilov & Hutter, "Decoupled Weight Decay Regularization"
  * (Alg. 2), in PyTorch's torch.optim.AdamW form; torch.nn.utils.clip_grad_norm_ (scale
  * max_norm / (norm + 1e-6) when above); salesforce/BLIP configs/retrieval_coco.yaml (init_lr 1e-5,
  * weight_decay 0.05) and train_retrieval.py (AdamW over all parameters, temp clamped to
@@ -54,6 +57,8 @@ void mf_model_rebind(struct mf_model *m, const float *const *w);
 
 /* ---- fine-tuning ----------------------------------------------------------------------------- */
 
+enum mf_lr_schedule { MF_LR_LINEAR = 0, MF_LR_COSINE = 1 };
+
 struct mf_train_opts {
     double lr;            /* peak learning rate (BLIP retrieval_coco: init_lr 1e-5) */
     double weight_decay;  /* decoupled, on every trained tensor (BLIP: 0.05) */
@@ -61,12 +66,18 @@ struct mf_train_opts {
     double eps;           /* 1e-8 */
     double clip_norm;     /* global gradient-norm bound; 0 = no clipping (BLIP does not clip) */
     int64_t warmup_steps; /* lr rises linearly over the first warmup_steps steps ... */
-    int64_t total_steps;  /* ... then falls linearly to 0 at total_steps (>= 1) */
+    int64_t total_steps;  /* ... then falls to min_lr at total_steps (>= 1): linearly or cosine */
+    enum mf_lr_schedule schedule;
+    double min_lr;        /* floor of the decay (cosine; linear decays to 0 and ignores it) */
+    bool all_towers;      /* also train the text decoder's own tensors and the LM head (pretraining:
+                             every tensor a loss reaches); false = the ITC+ITM towers only */
 };
 
 struct mf_train_opts mf_train_opts_default(void);
 
-/* Learning rate of step t (0-based) under o: lr * (t+1)/W for t < W, then lr * (T-t)/(T-W). */
+/* Learning rate of step t (0-based) under o: lr * (t+1)/W for t < W, then linear: lr * (T-t)/(T-W),
+ * or cosine: min_lr + (lr - min_lr) (1 + cos(pi (t-W)/(T-W))) / 2 (salesforce/BLIP utils.py
+ * cosine_lr_schedule, per step instead of per epoch). */
 double mf_train_lr_at(const struct mf_train_opts *o, int64_t t);
 
 struct mf_train_step_info {
@@ -104,5 +115,12 @@ void mf_trainer_moments(const struct mf_trainer *tr, size_t i, const float **m1,
 float mf_trainer_temp(const struct mf_trainer *tr);
 /* Number of trained tensors and weights (temp included), for messages. */
 void mf_trainer_counts(const struct mf_trainer *tr, int64_t *n_tensors, int64_t *n_weights);
+/* Optimiser steps taken (by mf_trainer_step, or set by mf_trainer_resume). */
+int64_t mf_trainer_steps(const struct mf_trainer *tr);
+/* Resuming a run: sets the step count and the AdamW moments of every trained tensor from m1/m2
+ * ((n_tensors) arrays of numel floats; every trained tensor's entry must be non-NULL). The weights
+ * themselves are the model's (the checkpoint the run wrote). */
+enum mf_status mf_trainer_resume(struct mf_trainer *tr, int64_t steps, const float *const *m1, const float *const *m2,
+                                 struct mf_err *err);
 
 #endif
