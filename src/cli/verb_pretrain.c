@@ -586,7 +586,7 @@ int verb_pretrain(int argc, char **argv)
                 "momentum %s, %d threads\n",
                 c.out, (long long)start + 1, (long long)total, (long long)total, (long long)im.n, (long long)per_epoch,
                 (long long)B, (long long)T, (long long)n_tr, (long long)n_w, o.lr, o.min_lr, (long long)o.warmup,
-                mf_losses_momentum_name(L), c.threads);
+                mf_momentum_active(mf_losses_momentum(L)) ? "on" : "none (no momentum copies)", c.threads);
     const double base_seconds = kept > 0 ? logs[kept - 1].seconds : 0, t0 = mf_time_now();
     struct mf_progress pr;
     mf_progress_begin(&pr, "pretrain", "steps", total - start);
