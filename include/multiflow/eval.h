@@ -32,11 +32,21 @@ struct mf_annotations;
  * mask (B, L). Errors name the annotation file, the pair and the image or caption at fault. */
 enum mf_status mf_pairs_batch(const struct mf_model *m, const struct mf_annotations *ann, int64_t start, int64_t B,
                               int64_t L, float *images, int32_t *ids, int32_t *mask, struct mf_err *err);
+/* Prefixes err's message with pair p of ann: "<file>: record|line N (image PATH)". */
+void mf_pairs_err_prefix(const struct mf_annotations *ann, int64_t p, struct mf_err *err);
+
+/* Checks every image of ann before any forward pass, in order of first use: its path resolves
+ * (symlinks followed, realpath) inside root unless allow_outside (root NULL or "" = the current
+ * directory), and the file is a PNG or JPEG whose header decodes and whose size is within the
+ * pixel limit (io/image.h mf_image_probe; no pixels are decoded). The error names the annotation
+ * file, the record or line and the image, never the file's contents. */
+enum mf_status mf_pairs_check_images(const struct mf_annotations *ann, const char *root, bool allow_outside,
+                                     struct mf_err *err);
 
 struct mf_retrieval_opts {
     int64_t k;     /* ITM re-ranking depth (0 = ITC only) */
     int64_t batch; /* pairs per forward call */
-    int64_t max_tokens;
+    int64_t max_tokens; /* 0 = the model's (mf_model_info.max_tokens) */
 };
 
 struct mf_retrieval_result {
