@@ -67,25 +67,17 @@ int verb_world(int argc, char **argv)
         switch (opt) {
         case OPT_HELP: fputs(help, stdout); return 0;
         case OPT_PRETRAIN:
-            if (!cli_parse_int("pretrain", optarg, 0, lim, &o.n_pretrain))
-                return 2;
-            break;
         case OPT_CALIB:
-            if (!cli_parse_int("calib", optarg, 0, lim, &o.n_calib))
-                return 2;
-            break;
         case OPT_TRAIN:
-            if (!cli_parse_int("train", optarg, 0, lim, &o.n_train))
-                return 2;
-            break;
         case OPT_TEST:
-            if (!cli_parse_int("test", optarg, 1, lim, &o.n_test))
+        case OPT_NOVEL: {
+            static const char *const names[] = {"pretrain", "calib", "train", "test", "novel"};
+            int64_t *dst[] = {&o.n_pretrain, &o.n_calib, &o.n_train, &o.n_test, &novel};
+            int k = opt - OPT_PRETRAIN;
+            if (!cli_parse_int(names[k], optarg, opt == OPT_TEST ? 1 : 0, lim, dst[k]))
                 return 2;
             break;
-        case OPT_NOVEL:
-            if (!cli_parse_int("novel", optarg, 0, lim, &novel))
-                return 2;
-            break;
+        }
         case OPT_SIZE:
             if (!cli_parse_int("size", optarg, 16, 1024, &v))
                 return 2;

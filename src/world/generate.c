@@ -476,20 +476,17 @@ enum mf_status mf_world_generate(const char *dir, const struct mf_world_opts *o,
     /* text files, hashed in this order after the pixels */
     uint64_t *h = &S.content_hash;
     int64_t qid = 0;
-    if (!st)
-        st = write_captions(ad.tmp, "pretrain.jsonl", &plans[MF_WORLD_PRETRAIN], true, h, err);
-    if (!st)
-        st = write_captions(ad.tmp, "calib.jsonl", &plans[MF_WORLD_CALIB], true, h, err);
-    if (!st)
-        st = write_captions(ad.tmp, "retrieval_train.json", &plans[MF_WORLD_TRAIN], false, h, err);
-    if (!st)
-        st = write_captions(ad.tmp, "retrieval_test.json", &plans[MF_WORLD_TEST], false, h, err);
-    if (!st)
-        st = write_captions(ad.tmp, "caption_train.json", &plans[MF_WORLD_TRAIN], false, h, err);
-    if (!st)
-        st = write_captions(ad.tmp, "caption_test.json", &plans[MF_WORLD_TEST], false, h, err);
-    if (!st)
-        st = write_captions(ad.tmp, "novel_test.json", &plans[MF_WORLD_NOVEL], false, h, err);
+    static const struct {
+        const char *name;
+        enum mf_world_split split;
+        bool jsonl;
+    } caption_files[] = {{"pretrain.jsonl", MF_WORLD_PRETRAIN, true},      {"calib.jsonl", MF_WORLD_CALIB, true},
+                         {"retrieval_train.json", MF_WORLD_TRAIN, false}, {"retrieval_test.json", MF_WORLD_TEST, false},
+                         {"caption_train.json", MF_WORLD_TRAIN, false},   {"caption_test.json", MF_WORLD_TEST, false},
+                         {"novel_test.json", MF_WORLD_NOVEL, false}};
+    for (size_t i = 0; i < MF_ARRAY_LEN(caption_files) && !st; i++)
+        st = write_captions(ad.tmp, caption_files[i].name, &plans[caption_files[i].split], caption_files[i].jsonl, h,
+                            err);
     if (!st)
         st = write_vqa(ad.tmp, "vqa_train.json", &plans[MF_WORLD_TRAIN], o->seed, &qid, h, err);
     if (!st)
