@@ -13,18 +13,6 @@ M=$SRC/data/models/blip-tiny
 D=(--data "$SRC/data/shapes/annotations.json" --images "$SRC/data/shapes" --pairs 24 --batch 8 --quiet
    --itm-negatives hardest)
 
-st_json() {
-    local n
-    n=$(st_header_len "$1")
-    head -c $((8 + n)) "$1" | tail -c +9
-}
-# st_vals FILE NAME FMT: the values of tensor NAME (od format f4 or u1), one per line.
-st_vals() {
-    local n b e
-    n=$(st_header_len "$1")
-    read -r b e < <(st_json "$1" | jq -r --arg k "$2" '.[$k].data_offsets | "\(.[0]) \(.[1])"')
-    od -An -v -t "$3" -j $((8 + n + b)) -N $((e - b)) "$1" | tr -s ' ' '\n' | sed '/^$/d'
-}
 
 mkdir -p "$TMP/rows"
 run_cmd run "$MF" prune --model "$M" "${D[@]}" --method chita,chita++ --sparsity 63 --rounds 3 --lambda 1e-4 \
