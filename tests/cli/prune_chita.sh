@@ -13,7 +13,6 @@ M=$SRC/data/models/blip-tiny
 D=(--data "$SRC/data/shapes/annotations.json" --images "$SRC/data/shapes" --pairs 24 --batch 8 --quiet
    --itm-negatives hardest)
 
-
 mkdir -p "$TMP/rows"
 run_cmd run "$MF" prune --model "$M" "${D[@]}" --method chita,chita++ --sparsity 63 --rounds 3 --lambda 1e-4 \
     --tmp "$TMP/rows" --out "$TMP/out"
