@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "multiflow/safetensors.h"
+
 static char slots[8][4096];
 static int slot;
 
@@ -101,4 +103,17 @@ double mf_test_compare(const char *label, const float *got, const float *want, i
     }
     printf("  %-40s n=%lld max_abs=%.3g max_rel=%.3g\n", label, (long long)n, max_abs, max_rel);
     return max_rel;
+}
+
+const void *mf_test_st_tensor(const struct mf_safetensors *st, const char *name, int dt, int64_t n)
+{
+    const struct mf_st_entry *e = mf_safetensors_find(st, name);
+    if (!e)
+        fail_msg("golden: tensor '%s' missing", name);
+    int64_t numel = 1;
+    for (int k = 0; k < e->ndim; k++)
+        numel *= e->shape[k];
+    if ((int)e->dtype != dt || (n >= 0 && numel != n))
+        fail_msg("golden: tensor '%s' has the wrong dtype or size", name);
+    return e->data;
 }

@@ -22,5 +22,9 @@ int mf_test_dir_count(const char *path);
 /* Compares two float arrays: prints max abs and rel diff under label; returns the max relative
  * difference computed as |a-b| / max(|b|, floor). */
 double mf_test_compare(const char *label, const float *got, const float *want, int64_t n, double floor);
+/* The data of tensor name in a golden file, checked to have dtype dt (enum mf_dtype) and n elements
+ * (n < 0: any count); fails the test naming the tensor otherwise. */
+struct mf_safetensors;
+const void *mf_test_st_tensor(const struct mf_safetensors *st, const char *name, int dt, int64_t n);
 
 #endif

@@ -236,15 +236,7 @@ static void test_rerank_fake_itm(void **state)
 
 static const float *gtensor(struct mf_safetensors *st, const char *name, enum mf_dtype dt, int64_t n)
 {
-    const struct mf_st_entry *e = mf_safetensors_find(st, name);
-    if (!e)
-        fail_msg("golden: tensor '%s' missing", name);
-    int64_t numel = 1;
-    for (int k = 0; k < e->ndim; k++)
-        numel *= e->shape[k];
-    if (e->dtype != dt || numel != n)
-        fail_msg("golden: '%s' has the wrong dtype or size", name);
-    return e->data;
+    return mf_test_st_tensor(st, name, dt, n);
 }
 
 /* max |got - want| / max(1, max |want| over the non-fill entries); the -100 fill must match exactly */

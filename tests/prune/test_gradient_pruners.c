@@ -73,15 +73,7 @@ static const char *const NAMES[] = {"a.weight", "b.weight", "c.weight"};
 
 static const void *tensor(struct mf_safetensors *st, const char *name, enum mf_dtype dt, int64_t n)
 {
-    const struct mf_st_entry *e = mf_safetensors_find(st, name);
-    if (!e)
-        fail_msg("golden: tensor '%s' missing", name);
-    int64_t numel = 1;
-    for (int k = 0; k < e->ndim; k++)
-        numel *= e->shape[k];
-    if (e->dtype != dt || (n >= 0 && numel != n))
-        fail_msg("golden: tensor '%s' has the wrong dtype or size", name);
-    return e->data;
+    return mf_test_st_tensor(st, name, dt, n);
 }
 
 static void fixture_open(struct fixture *f)
