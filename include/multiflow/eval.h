@@ -34,6 +34,8 @@ enum mf_status mf_pairs_batch(const struct mf_model *m, const struct mf_annotati
                               int64_t L, float *images, int32_t *ids, int32_t *mask, struct mf_err *err);
 /* Prefixes err's message with pair p of ann: "<file>: record|line N (image PATH)". */
 void mf_pairs_err_prefix(const struct mf_annotations *ann, int64_t p, struct mf_err *err);
+/* Prefixes err's message with pair p of ann: "<file>: record|line N (image PATH)". */
+void mf_pairs_err_prefix(const struct mf_annotations *ann, int64_t p, struct mf_err *err);
 
 /* Checks every image of ann before any forward pass, in order of first use: its path resolves
  * (symlinks followed, realpath) inside root unless allow_outside (root NULL or "" = the current

@@ -55,6 +55,8 @@ struct mf_model_opts {
     int max_tokens;          /* default text length; 0 (default) = min(35, text positions); above
                               * the positions: mf_model_load fails (MF_ERR_ARG) */
     bool load_decoder;       /* default true: load the text decoder when present */
+    bool vocab_optional;     /* a vocab.txt absent from the model directory is no error (verbs that
+                                never tokenise); one that exists, or vocab_path, must match */
 };
 
 struct mf_model_opts mf_model_opts_default(void);

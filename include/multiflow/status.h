@@ -12,6 +12,8 @@
 #ifndef MF_STATUS_H
 #define MF_STATUS_H
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -32,11 +34,12 @@ enum mf_status {
     MF_ERR_NUMERIC = 12,    /* NaN or infinite values where finite ones are required */
 };
 
-#define MF_ERR_MSG_LEN 512
+#define MF_ERR_MSG_LEN 2048 /* room to name every missing or unexpected tensor of a checkpoint */
 
 struct mf_err {
     enum mf_status code;
     char msg[MF_ERR_MSG_LEN];
+    int64_t row; /* MF_ERR_NUMERIC from a batched forward call: the batch row at fault; else -1 */
 };
 
 /* Short fixed text for a status code ("out of memory", "malformed input", ...). */

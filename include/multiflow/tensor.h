@@ -61,6 +61,10 @@ uint16_t mf_f32_to_bf16(float f);  /* round to nearest even, NaN kept quiet */
 void mf_convert_to_f32(float *dst, const void *src, enum mf_dtype dt, int64_t n);
 /* Converts n f32 values to dt (F32, F16, BF16, F64). dst may be unaligned. */
 void mf_convert_from_f32(void *dst, const float *src, enum mf_dtype dt, int64_t n);
+/* Index of the first of n elements of a floating-point array (F32, F16, BF16, F64; src may be
+ * unaligned) that is NaN or infinite, or that an F64 -> f32 conversion would make infinite; -1 when
+ * every element is finite or dt is not a floating-point type. One vectorised pass over the bytes. */
+int64_t mf_find_nonfinite(const void *src, enum mf_dtype dt, int64_t n);
 
 #ifdef __cplusplus
 }

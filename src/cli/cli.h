@@ -31,6 +31,7 @@ struct cli_common {
     const char *out;           /* --out PATH */
     bool force;                /* --force */
     uint64_t seed;             /* --seed S (also lo.seed) */
+    bool vocab_optional;       /* set by verbs that never tokenise: no vocab.txt is fine */
     struct mf_losses_opts lo;  /* --loss, --itm-negatives (losses 0 = every loss the model has) */
 };
 

@@ -184,6 +184,7 @@ struct mf_model *cli_load_model(struct cli_common *c)
     o.itm_token = c->itm_token;
     o.clean = c->clean;
     o.max_tokens = c->max_tokens;
+    o.vocab_optional = c->vocab_optional;
     if (mf_model_load(c->model, &o, &m, &err) != MF_OK) {
         cli_error("%s", err.msg);
         return NULL;

@@ -63,6 +63,7 @@ int verb_apply(int argc, char **argv)
     uint8_t **masks = NULL;
     struct cli_run run = {0};
     double t0 = mf_time_now();
+    c.vocab_optional = true; /* apply never tokenises */
     if (!(m = cli_load_model(&c)))
         goto done;
     double t_load = mf_time_now() - t0;

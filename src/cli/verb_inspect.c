@@ -69,6 +69,7 @@ int verb_inspect(int argc, char **argv)
     if (!c.model)
         return cli_usage_error("inspect", "--model is required");
     cli_common_finish(&c);
+    c.vocab_optional = true; /* inspect never tokenises */
     struct mf_model *m = cli_load_model(&c);
     if (!m)
         return 1;

@@ -440,6 +440,7 @@ int verb_prune(int argc, char **argv)
     double t0 = mf_time_now();
     if (data && !(ann = cli_load_annotations(&c, data, root)))
         goto done;
+    c.vocab_optional = !data; /* data-free pruning never tokenises */
     if (!(m = cli_load_model(&c)))
         goto done;
     /* the output (and chita's row directory) must be writable before any forward pass */

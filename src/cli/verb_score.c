@@ -127,6 +127,8 @@ int verb_score(int argc, char **argv)
         if (mf_image_preprocess(image, (int)R, images, &err) != MF_OK ||
             mf_model_tokenize(m, text, (int)L, ids, mask, &err) != MF_OK ||
             mf_score_pairs(s, images, ids, mask, 1, L, itc, itm, lm, &err) != MF_OK) {
+            if (err.code == MF_ERR_NUMERIC)
+                mf_err_prefix(&err, image);
             cli_error("%s", err.msg);
             goto done;
         }
@@ -139,6 +141,8 @@ int verb_score(int argc, char **argv)
             if (mf_pairs_batch(m, ann, p0, B, L, images, ids, mask, &err) != MF_OK ||
                 mf_score_pairs(s, images, ids, mask, B, L, itc, itm, lm, &err) != MF_OK) {
                 mf_progress_end(&pg);
+                if (err.code == MF_ERR_NUMERIC && err.row >= 0 && err.row < B)
+                    mf_pairs_err_prefix(ann, p0 + err.row, &err); /* name the pair, not the batch row */
                 cli_error("%s", err.msg);
                 goto done;
             }

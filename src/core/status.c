@@ -30,6 +30,7 @@ enum mf_status mf_err_set(struct mf_err *err, enum mf_status code, const char *f
     if (err) {
         va_list ap;
         err->code = code;
+        err->row = -1;
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);

@@ -2,6 +2,7 @@
  * f16/bf16 -> f32 is exact; f32 -> f16/bf16 rounds to nearest even, as PyTorch's .to() does. */
 #include "multiflow/tensor.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -124,6 +125,47 @@ void mf_convert_to_f32(float *dst, const void *src, enum mf_dtype dt, int64_t n)
         memset(dst, 0, (size_t)n * 4);
         break;
     }
+}
+
+/* Non-finite = exponent bits all ones. Blocks of 1024 elements OR a per-element flag together (a
+ * loop the compiler vectorises); only a flagged block is rescanned for the position. */
+#define NONFINITE_SCAN(T, MASK, p, n)                                                                             \
+    do {                                                                                                          \
+        for (int64_t i0 = 0; i0 < (n); i0 += 1024) {                                                              \
+            const int64_t m = (n) - i0 < 1024 ? (n) - i0 : 1024;                                                  \
+            unsigned bad = 0;                                                                                     \
+            for (int64_t j = 0; j < m; j++) {                                                                     \
+                T u;                                                                                              \
+                memcpy(&u, (p) + (size_t)(i0 + j) * sizeof(T), sizeof(T));                                        \
+                bad |= (u & (MASK)) == (MASK);                                                                    \
+            }                                                                                                     \
+            for (int64_t j = 0; bad && j < m; j++) {                                                              \
+                T u;                                                                                              \
+                memcpy(&u, (p) + (size_t)(i0 + j) * sizeof(T), sizeof(T));                                        \
+                if ((u & (MASK)) == (MASK))                                                                       \
+                    return i0 + j;                                                                                \
+            }                                                                                                     \
+        }                                                                                                         \
+    } while (0)
+
+int64_t mf_find_nonfinite(const void *src, enum mf_dtype dt, int64_t n)
+{
+    const unsigned char *p = src;
+    switch (dt) {
+    case MF_DTYPE_F32: NONFINITE_SCAN(uint32_t, 0x7f800000u, p, n); break;
+    case MF_DTYPE_F16: NONFINITE_SCAN(uint16_t, 0x7c00u, p, n); break;
+    case MF_DTYPE_BF16: NONFINITE_SCAN(uint16_t, 0x7f80u, p, n); break;
+    case MF_DTYPE_F64:
+        for (int64_t i = 0; i < n; i++) {
+            double d;
+            memcpy(&d, p + 8 * (size_t)i, 8);
+            if (!(fabs(d) <= (double)FLT_MAX)) /* NaN, inf, or inf once converted */
+                return i;
+        }
+        break;
+    default: break;
+    }
+    return -1;
 }
 
 void mf_convert_from_f32(void *dst, const float *src, enum mf_dtype dt, int64_t n)

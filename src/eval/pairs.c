@@ -28,12 +28,17 @@ enum mf_status mf_pairs_batch(const struct mf_model *m, const struct mf_annotati
         if (images && (st = mf_image_preprocess(ann->image_path[p], (int)R, images + b * img_n, err)))
             return st;
         if (ids && (st = mf_model_tokenize(m, ann->caption[p], (int)L, ids + b * L, mask + b * L, err))) {
-            char prefix[600];
-            snprintf(prefix, sizeof prefix, "%s: %s %lld (image %s)", ann->label, ann->jsonl ? "line" : "record",
-                     (long long)ann->record[p], ann->image_path[p]);
-            mf_err_prefix(err, prefix);
+            mf_pairs_err_prefix(ann, p, err);
             return st;
         }
     }
     return MF_OK;
+}
+
+void mf_pairs_err_prefix(const struct mf_annotations *ann, int64_t p, struct mf_err *err)
+{
+    char prefix[600];
+    snprintf(prefix, sizeof prefix, "%s: %s %lld (image %s)", ann->label, ann->jsonl ? "line" : "record",
+             (long long)ann->record[p], ann->image_path[p]);
+    mf_err_prefix(err, prefix);
 }

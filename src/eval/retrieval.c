@@ -16,6 +16,7 @@
  * tests/cli/eval.sh (the CLI against the same golden).
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,17 @@ enum mf_status mf_retrieval_metrics(const float *s_i2t, const float *s_t2i, int6
         if (txt_img[j] < 0 || txt_img[j] >= n_img)
             return mf_err_set(err, MF_ERR_RANGE, "text %lld refers to image %lld of %lld", (long long)j,
                               (long long)txt_img[j], (long long)n_img);
+    /* a NaN compares false and would rank as a perfect match: recalls need finite scores */
+    for (int64_t i = 0; i < n_img; i++) {
+        int64_t j = mf_find_nonfinite(s_i2t + i * n_txt, MF_DTYPE_F32, n_txt), jt = -1;
+        for (int64_t t = 0; t < n_txt && j < 0 && jt < 0; t++)
+            if (!isfinite(s_t2i[t * n_img + i]))
+                jt = t;
+        if (j >= 0 || jt >= 0)
+            return mf_err_set(err, MF_ERR_NUMERIC, "retrieval score of image %lld and text %lld is not finite (%g)",
+                              (long long)i, (long long)(j >= 0 ? j : jt),
+                              (double)(j >= 0 ? s_i2t[i * n_txt + j] : s_t2i[jt * n_img + i]));
+    }
     for (int64_t i = 0; i < n_img; i++) {
         int64_t r = best_rank(s_i2t + i * n_txt, n_txt, txt_img, i, true);
         for (int k = 0; k < 3; k++)
@@ -184,7 +196,24 @@ struct itm_ctx {
     int32_t *bids, *bmask;     /* (Bt, L) batch of texts */
     float *logit;              /* (Bt, 2) */
     int64_t ND, L;
+    const struct mf_annotations *ann; /* names the pair of a non-finite score */
 };
+
+/* Prefixes a non-finite error with image img and (txt >= 0) the caption of pair txt. */
+static enum mf_status name_pair(const struct mf_annotations *ann, int64_t img, int64_t txt, enum mf_status st,
+                                struct mf_err *err)
+{
+    char where[700];
+    if (st != MF_ERR_NUMERIC)
+        return st;
+    if (txt >= 0)
+        snprintf(where, sizeof where, "%s: image %s with the caption of %s %lld", ann->label, ann->images[img],
+                 ann->jsonl ? "line" : "record", (long long)ann->record[txt]);
+    else
+        snprintf(where, sizeof where, "%s: image %s", ann->label, ann->images[img]);
+    mf_err_prefix(err, where);
+    return st;
+}
 
 static enum mf_status itm_logits(void *ud, const int64_t *img, const int64_t *txt, int64_t n, float *logit1,
                                  struct mf_err *err)
@@ -196,6 +225,8 @@ static enum mf_status itm_logits(void *ud, const int64_t *img, const int64_t *tx
         memcpy(r->bmask + b * r->L, r->mask + txt[b] * r->L, (size_t)r->L * sizeof(int32_t));
     }
     enum mf_status st = mf_itm_pairs(r->s, r->bemb, r->bids, r->bmask, n, r->L, NULL, r->logit, NULL, err);
+    if (st == MF_ERR_NUMERIC && err->row >= 0 && err->row < n)
+        return name_pair(r->ann, img[err->row], txt[err->row], st, err);
     for (int64_t b = 0; b < n && !st; b++)
         logit1[b] = r->logit[2 * b + 1];
     return st;
@@ -246,8 +277,8 @@ enum mf_status mf_retrieval_scores(struct mf_session *s, const struct mf_annotat
         int64_t B = MF_MIN(Bt, n_img - i0);
         for (int64_t b = 0; b < B && !st; b++)
             st = mf_image_preprocess(ann->images[i0 + b], (int)R, img + b * 3 * R * R, err);
-        if (!st)
-            st = mf_encode_images(s, img, B, emb + i0 * N * D, fi + i0 * P, err);
+        if (!st && (st = mf_encode_images(s, img, B, emb + i0 * N * D, fi + i0 * P, err)) && err->row >= 0)
+            st = name_pair(ann, i0 + err->row, -1, st, err);
         mf_progress_add(&pg, B);
     }
     mf_progress_end(&pg);
@@ -258,8 +289,10 @@ enum mf_status mf_retrieval_scores(struct mf_session *s, const struct mf_annotat
     mf_progress_begin(&pg, "texts", "txt", n_txt);
     for (int64_t j0 = 0; j0 < n_txt && !st; j0 += Bt) {
         int64_t B = MF_MIN(Bt, n_txt - j0);
-        if (!(st = mf_pairs_batch(m, ann, j0, B, L, NULL, ids + j0 * L, mask + j0 * L, err)))
-            st = mf_encode_texts(s, ids + j0 * L, mask + j0 * L, B, L, NULL, ft + j0 * P, err);
+        if (!(st = mf_pairs_batch(m, ann, j0, B, L, NULL, ids + j0 * L, mask + j0 * L, err)) &&
+            (st = mf_encode_texts(s, ids + j0 * L, mask + j0 * L, B, L, NULL, ft + j0 * P, err)) &&
+            st == MF_ERR_NUMERIC && err->row >= 0)
+            mf_pairs_err_prefix(ann, j0 + err->row, err);
         mf_progress_add(&pg, B);
     }
     mf_progress_end(&pg);
@@ -273,10 +306,15 @@ enum mf_status mf_retrieval_scores(struct mf_session *s, const struct mf_annotat
             for (int64_t p = 0; p < P; p++)
                 d += (double)fi[i * P + p] * ft[j * P + p];
             sims[i * n_txt + j] = (float)d;
+            if (!isfinite(sims[i * n_txt + j])) {
+                st = name_pair(ann, i, j, mf_err_set(err, MF_ERR_NUMERIC, "the ITC similarity is not finite (%g)", d),
+                               err);
+                goto done;
+            }
         }
 
     /* 4. ITM re-ranking of each query's top k */
-    struct itm_ctx ctx = {s, emb, ids, mask, bemb, bids, bmask, logit, N * D, L};
+    struct itm_ctx ctx = {s, emb, ids, mask, bemb, bids, bmask, logit, N * D, L, ann};
     if ((st = mf_retrieval_rerank(sims, n_img, n_txt, rerank ? o.k : 0, Bt, itm_logits, &ctx, s_i2t, s_t2i, err)))
         goto done;
     *k_used = rerank ? o.k : 0;

@@ -153,6 +153,9 @@ static enum mf_status open_indexed(struct mf_checkpoint *ck, const char *index_p
     s = check_duplicates(ck, err);
     if (s != MF_OK)
         goto fail;
+    /* Every listed tensor no shard holds is named (as many as the message holds), not only the first. */
+    char missing[MF_ERR_MSG_LEN / 2];
+    size_t n_missing = 0, mlen = 0, left_out = 0;
     json_object_foreach(map, key, v)
     {
         const char *want = json_string_value(v);
@@ -168,8 +171,18 @@ static enum mf_status open_indexed(struct mf_checkpoint *ck, const char *index_p
                 goto fail;
             }
         }
-        s = mf_err_set(err, MF_ERR_MISSING, "%s: tensor '%s' is listed in '%s' but is not there",
-                       index_path, key, want);
+        n_missing++;
+        int w = snprintf(missing + mlen, sizeof missing - mlen, "%s'%s' (in '%s')", mlen ? ", " : "", key, want);
+        if (left_out || w < 0 || (size_t)w >= sizeof missing - mlen) {
+            missing[mlen] = 0;
+            left_out++;
+        } else {
+            mlen += (size_t)w;
+        }
+    }
+    if (n_missing) {
+        s = mf_err_set(err, MF_ERR_MISSING, "%s: %zu listed tensor%s no shard holds: %s%s", index_path, n_missing,
+                       n_missing == 1 ? "" : "s", missing, left_out ? ", ..." : "");
         goto fail;
     }
     /* every listed tensor was found and none is duplicated, so a count mismatch means extras */

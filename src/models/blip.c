@@ -42,8 +42,6 @@ static const char unused_role[] = "unused";
 
 /* ---- configuration ---------------------------------------------------------------------- */
 
-static bool has(const struct mf_model *m, const char *name) { return mf_checkpoint_find(m->ck, name, NULL) != NULL; }
-
 /* Whether any tensor name starts with prefix: a tower counts as present if any of its tensors is,
  * so a partial tower is reported by the binder as a missing tensor rather than silently dropped. */
 static bool has_prefix(const struct mf_model *m, const char *prefix)
@@ -53,22 +51,6 @@ static bool has_prefix(const struct mf_model *m, const char *prefix)
         if (strncmp(m->tensors[i].name, prefix, n) == 0)
             return true;
     return false;
-}
-
-static const struct mf_st_entry *get(const struct mf_model *m, const char *name)
-{
-    return mf_checkpoint_find(m->ck, name, NULL);
-}
-
-static int64_t count_layers(const struct mf_model *m, const char *fmt)
-{
-    char name[256];
-    int64_t n = 0;
-    for (;; n++) {
-        snprintf(name, sizeof name, fmt, (int)n);
-        if (!has(m, name))
-            return n;
-    }
 }
 
 /* Reads an integer / number field with a default; a present field of the wrong type is an error. */
@@ -108,14 +90,6 @@ static enum mf_status json_act(json_t *obj, const char *key, const char *file, s
     if (!json_is_string(v) || strcmp(json_string_value(v), "gelu") != 0)
         return mf_err_set(err, MF_ERR_UNSUPPORTED, "%s: %s '%s' is not supported (BLIP uses 'gelu')", file, key,
                           json_is_string(v) ? json_string_value(v) : "?");
-    return MF_OK;
-}
-
-static enum mf_status heads_check(int64_t d, int64_t h, const char *what, struct mf_err *err)
-{
-    if (h <= 0 || d % h != 0)
-        return mf_err_set(err, MF_ERR_ARG, "%s: hidden size %lld is not divisible by %lld heads", what,
-                          (long long)d, (long long)h);
     return MF_OK;
 }
 
@@ -193,96 +167,66 @@ static enum mf_status config_hf(struct mf_model *m, const char *dir, const struc
             }
         }
     }
+    /* The configured vocabulary is the embedding table's height (the vocabulary file is checked
+     * against the same rows in load_vocab) */
+    const char *wn = has_prefix(m, "text_encoder.") ? "text_encoder.embeddings.word_embeddings.weight"
+                                                     : "text_decoder.bert.embeddings.word_embeddings.weight";
+    int wi = mf_model_find(m, wn);
+    if (wi >= 0 && m->tensors[wi].ndim == 2 && m->tensors[wi].shape[0] != t->vocab) {
+        st = mf_err_set(err, MF_ERR_SHAPE, "%s: text_config.vocab_size is %lld but '%s' has %lld rows", path,
+                        (long long)t->vocab, wn, (long long)m->tensors[wi].shape[0]);
+        goto done;
+    }
     m->info.config_source = "config.json";
 done:
     json_decref(root);
     return st;
 }
 
-/* Original layout: no config file; everything from tensor shapes (models.md §4.5, §4.6). */
-static enum mf_status config_orig(struct mf_model *m, const struct mf_model_opts *o, struct mf_err *err)
-{
-    struct mf_vit_cfg *v = &m->vision.cfg;
-    struct mf_bert_cfg *t = &m->text.cfg;
-    const struct mf_st_entry *pe = get(m, "visual_encoder.pos_embed"),
-                             *pw = get(m, "visual_encoder.patch_embed.proj.weight"),
-                             *fc1 = get(m, "visual_encoder.blocks.0.mlp.fc1.weight");
-    const char *file = m->path;
-    if (!pe || !pw || !fc1)
-        return mf_err_set(err, MF_ERR_MISSING, "%s: cannot infer the vision configuration: missing %s", file,
-                          !pe ? "visual_encoder.pos_embed" : !pw ? "visual_encoder.patch_embed.proj.weight"
-                                                                : "visual_encoder.blocks.0.mlp.fc1.weight");
-    if (pe->ndim != 3 || pw->ndim != 4 || fc1->ndim != 2 || pw->shape[2] != pw->shape[3] || pw->shape[2] <= 0)
-        return mf_err_set(err, MF_ERR_SHAPE, "%s: unexpected shapes of visual_encoder.pos_embed / patch_embed", file);
-    v->d = pe->shape[2];
-    v->patch = pw->shape[2];
-    v->d_ff = fc1->shape[0];
-    v->n_layer = count_layers(m, "visual_encoder.blocks.%d.attn.qkv.weight");
-    int64_t g = (int64_t)llround(sqrt((double)(pe->shape[1] - 1)));
-    if (pe->shape[1] < 2 || g * g != pe->shape[1] - 1)
-        return mf_err_set(err, MF_ERR_SHAPE, "%s: visual_encoder.pos_embed has %lld positions, not 1 + a square grid",
-                          file, (long long)pe->shape[1]);
-    v->image_size = g * v->patch;
-    v->eps = 1e-6f;
-    v->n_head = o->n_head_vision > 0 ? o->n_head_vision : MF_MAX(1, v->d / 64);
-
-    const char *tp = m->info.has_text_encoder ? "text_encoder" : "text_decoder.bert";
-    char name[256];
-    snprintf(name, sizeof name, "%s.embeddings.word_embeddings.weight", tp);
-    const struct mf_st_entry *we = get(m, name);
-    snprintf(name, sizeof name, "%s.embeddings.position_embeddings.weight", tp);
-    const struct mf_st_entry *pos = get(m, name);
-    snprintf(name, sizeof name, "%s.encoder.layer.0.intermediate.dense.weight", tp);
-    const struct mf_st_entry *inter = get(m, name);
-    if (!inter && !m->info.has_text_encoder)
-        inter = get(m, "text_encoder.encoder.layer.0.intermediate.dense.weight");
-    snprintf(name, sizeof name, "%s.encoder.layer.0.crossattention.self.key.weight", tp);
-    const struct mf_st_entry *ck = get(m, name);
-    if (!we)
-        we = get(m, "text_encoder.embeddings.word_embeddings.weight");
-    if (!pos)
-        pos = get(m, "text_encoder.embeddings.position_embeddings.weight");
-    if (!ck)
-        ck = get(m, "text_encoder.encoder.layer.0.crossattention.self.key.weight");
-    if (!m->info.has_text_encoder && !m->info.has_decoder)
-        return MF_OK;
-    if (!we || !pos || !inter || !ck || we->ndim != 2 || pos->ndim != 2 || inter->ndim != 2 || ck->ndim != 2)
-        return mf_err_set(err, MF_ERR_MISSING, "%s: cannot infer the text configuration (embeddings, layer 0)", file);
-    t->vocab = we->shape[0];
-    t->d = we->shape[1];
-    t->max_pos = pos->shape[0];
-    t->d_ff = inter->shape[0];
-    t->enc_width = ck->shape[1];
-    snprintf(name, sizeof name, "%s.encoder.layer.%%d.attention.self.query.weight", tp);
-    t->n_layer = count_layers(m, name);
-    t->eps = 1e-12f;
-    t->n_head = o->n_head_text > 0 ? o->n_head_text : MF_MAX(1, t->d / 64);
-    const struct mf_st_entry *vp = get(m, "vision_proj.weight");
-    m->info.proj_dim = vp && vp->ndim == 2 ? vp->shape[0] : 0;
-    m->info.config_source = "inferred from tensor shapes";
-    return MF_OK;
-}
-
 /* ---- loading ------------------------------------------------------------------------------ */
 
+/* vocab.txt plus BLIP's added tokens ([DEC], [ENC], unless the file has them) must give exactly one
+ * token per row of the word embeddings: a shorter file would put [DEC]/[ENC] on ordinary word rows,
+ * a longer one ids past the table, a repeated token two ids for one string (models.md §3.2). */
 static enum mf_status load_vocab(struct mf_model *m, const struct mf_model_opts *o, struct mf_err *err)
 {
     char path[4096];
     enum mf_status st;
+    m->info.pad_id = m->info.cls_id = m->info.sep_id = -1;
+    m->info.first_token_dec = m->info.first_token_itm = -1;
     if (o->vocab_path)
         snprintf(path, sizeof path, "%s", o->vocab_path);
     else
         mf_fs_join(path, sizeof path, mf_checkpoint_dir(m->ck), "vocab.txt");
-    if (!mf_fs_exists(path))
+    if (!mf_fs_exists(path)) {
+        if (o->vocab_optional && !o->vocab_path)
+            return MF_OK;
         return mf_err_set(err, MF_ERR_MISSING, "%s: vocabulary not found (pass --vocab FILE)", path);
+    }
     snprintf(m->vocab_path, sizeof m->vocab_path, "%s", path);
-    if ((st = mf_vocab_load(path, &m->vocab, err)) || (st = mf_vocab_add_blip_tokens(m->vocab, err)))
+    if ((st = mf_vocab_load(path, &m->vocab, err)))
         return st;
-    int64_t rows = m->info.has_text_encoder ? m->text.cfg.vocab : m->dec.cfg.vocab;
-    if (mf_vocab_size(m->vocab) > rows)
+    const int32_t n_file = mf_vocab_size(m->vocab);
+    for (int32_t id = 0; id < n_file; id++) {
+        int32_t last = mf_vocab_id(m->vocab, mf_vocab_token(m->vocab, id));
+        if (last != id)
+            return mf_err_set(err, MF_ERR_FORMAT,
+                              "%s: line %d repeats the token '%s' of line %d (each token needs its own embedding row)",
+                              path, last + 1, mf_vocab_token(m->vocab, id), id + 1);
+    }
+    if ((st = mf_vocab_add_blip_tokens(m->vocab, err)))
+        return st;
+    const int32_t n_all = mf_vocab_size(m->vocab);
+    const bool enc = m->info.has_text_encoder;
+    const int64_t rows = enc ? m->text.cfg.vocab : m->dec.cfg.vocab;
+    if (n_all != rows)
         return mf_err_set(err, MF_ERR_SHAPE,
-                          "%s: %d tokens (with [DEC] and [ENC] added) but the model's word embeddings have %lld rows",
-                          path, mf_vocab_size(m->vocab), (long long)rows);
+                          "%s: %d tokens + %d added by BLIP ([DEC], [ENC]) = %d, but '%s' has %lld rows: the vocabulary "
+                          "is %s than the model's",
+                          path, n_file, n_all - n_file, n_all,
+                          enc ? "text_encoder.embeddings.word_embeddings.weight"
+                              : "text_decoder.bert.embeddings.word_embeddings.weight",
+                          (long long)rows, n_all < rows ? "shorter" : "longer");
     int32_t pad = mf_vocab_special(m->vocab, MF_TOK_PAD), cls = mf_vocab_special(m->vocab, MF_TOK_CLS),
             sep = mf_vocab_special(m->vocab, MF_TOK_SEP), unk = mf_vocab_special(m->vocab, MF_TOK_UNK);
     if (pad < 0 || cls < 0 || sep < 0 || unk < 0)
@@ -291,11 +235,11 @@ static enum mf_status load_vocab(struct mf_model *m, const struct mf_model_opts 
     m->info.cls_id = cls;
     m->info.sep_id = sep;
     m->info.first_token_dec = mf_vocab_special(m->vocab, MF_TOK_DEC);
-    int32_t enc = mf_vocab_special(m->vocab, MF_TOK_ENC);
+    int32_t enc_id = mf_vocab_special(m->vocab, MF_TOK_ENC);
     enum mf_itm_token it = o->itm_token;
     if (it == MF_ITM_TOKEN_AUTO)
         it = m->info.layout == MF_LAYOUT_BLIP_ORIG ? MF_ITM_TOKEN_ENC : MF_ITM_TOKEN_CLS;
-    m->info.first_token_itm = it == MF_ITM_TOKEN_ENC ? enc : cls;
+    m->info.first_token_itm = it == MF_ITM_TOKEN_ENC ? enc_id : cls;
     return MF_OK;
 }
 
@@ -363,57 +307,15 @@ enum mf_status mf_model_load(const char *path, const struct mf_model_opts *opts,
     }
 
     struct mf_model_info *info = &m->info;
-    const struct mf_layout_def *def;
-    info->family = MF_FAMILY_BLIP;
-    if (has(m, "vision_model.embeddings.patch_embedding.weight")) {
-        info->layout = MF_LAYOUT_BLIP_HF;
-        def = &mf_layout_blip_hf;
-    } else if (has(m, "visual_encoder.patch_embed.proj.weight")) {
-        info->layout = MF_LAYOUT_BLIP_ORIG;
-        def = &mf_layout_blip_orig;
-    } else {
-        st = mf_err_set(err, MF_ERR_UNSUPPORTED,
-                        "%s: not a BLIP checkpoint: no vision_model.* (Hugging Face) or visual_encoder.* (original) "
-                        "patch embedding",
-                        path);
+    const struct mf_layout_def *def = NULL;
+    if ((st = mf_model_index_names(m, err)) || (st = mf_blip_detect(m, &o, &def, err)))
         goto fail;
-    }
-    info->layout_name = def->name;
-    info->has_vision = true;
-    info->has_text_encoder = has_prefix(m, "text_encoder.");
-    info->has_decoder = o.load_decoder && has_prefix(m, "text_decoder.");
-    /* A head counts as present when any of its tensors is, so a half-present head fails binding. */
-    info->has_itc = info->has_text_encoder && (has_prefix(m, "vision_proj.") || has_prefix(m, "text_proj."));
-    info->has_itm = info->has_text_encoder && has_prefix(m, "itm_head.");
-    info->has_momentum = has(m, "visual_encoder_m.patch_embed.proj.weight");
-
     if (info->layout == MF_LAYOUT_BLIP_HF)
         st = config_hf(m, mf_checkpoint_dir(m->ck), &o, err);
     else
-        st = config_orig(m, &o, err);
-    if (st)
+        st = mf_blip_orig_config(m, &o, err);
+    if (st || (st = mf_blip_config_finish(m, err)))
         goto fail;
-    struct mf_vit_cfg *v = &m->vision.cfg;
-    v->grid = v->image_size / v->patch;
-    v->n_tok = v->grid * v->grid + 1;
-    v->act = MF_ACT_GELU;
-    v->fused_qkv = true;
-    v->patch_bias = true;
-    m->text.cfg.cross_from = 0;
-    m->dec.cfg = m->text.cfg; /* the decoder stack has the text encoder's shape in BLIP */
-    if ((st = heads_check(v->d, v->n_head, "vision", err)) ||
-        ((info->has_text_encoder || info->has_decoder) && (st = heads_check(m->text.cfg.d, m->text.cfg.n_head, "text", err))))
-        goto fail;
-    if ((info->has_text_encoder || info->has_decoder) && m->text.cfg.enc_width != v->d) {
-        st = mf_err_set(err, MF_ERR_SHAPE, "%s: text cross-attention width %lld differs from the vision width %lld",
-                        path, (long long)m->text.cfg.enc_width, (long long)v->d);
-        goto fail;
-    }
-    if (!info->has_text_encoder && !info->has_decoder) {
-        st = mf_err_set(err, MF_ERR_MISSING, "%s: the checkpoint has a vision tower but no text encoder or decoder",
-                        path);
-        goto fail;
-    }
     if ((st = alloc_layers(m, err)) || (st = mf_layout_bind(m, def, err)))
         goto fail;
     if (info->has_decoder) {
@@ -459,6 +361,7 @@ void mf_model_free(struct mf_model *m)
             mf_free((void *)m->tensors[i].role);
     mf_free(m->tensors);
     mf_free(m->w32);
+    mf_free(m->by_name);
     mf_free(m->vision.layers);
     mf_free(m->text.layers);
     mf_free(m->dec.layers);
@@ -480,6 +383,9 @@ enum mf_status mf_model_tokenize(const struct mf_model *m, const char *text, int
                                  int32_t *mask, struct mf_err *err)
 {
     enum mf_status st;
+    if (!m->vocab)
+        return mf_err_set(err, MF_ERR_MISSING, "%s: loaded without a vocabulary (no vocab.txt; pass --vocab FILE)",
+                          m->path);
     if (max_len < 2 || max_len > m->info.text.max_pos)
         return mf_err_set(err, MF_ERR_ARG, "%s: max tokens %d outside [2, %lld] (the model has %lld text positions)",
                           m->path, max_len, (long long)m->info.text.max_pos, (long long)m->info.text.max_pos);
@@ -701,15 +607,32 @@ enum mf_status mf_lm_backward(struct mf_session *s, const float *h, int64_t T, c
     return MF_OK;
 }
 
+/* Outputs are checked where they arise: the first of B rows of x (n values each) holding a NaN or
+ * an infinity is MF_ERR_NUMERIC naming what and the row (err->row, for the caller to name the pair). */
+static enum mf_status check_rows(const float *x, int64_t B, int64_t n, const char *what, struct mf_err *err)
+{
+    for (int64_t b = 0; b < B; b++) {
+        int64_t j = mf_find_nonfinite(x + b * n, MF_DTYPE_F32, n);
+        if (j >= 0) {
+            enum mf_status st = mf_err_set(err, MF_ERR_NUMERIC, "%s of batch row %lld %s not finite (%g at %lld)",
+                                           what, (long long)b, what[strlen(what) - 1] == 's' ? "are" : "is",
+                                           (double)x[b * n + j], (long long)j);
+            err->row = b;
+            return st;
+        }
+    }
+    return MF_OK;
+}
+
 /* Projects row 0 of each of B sequences (B, T, d) and L2-normalises: feat (B, proj). */
 static enum mf_status project_cls(struct mf_session *s, const struct mf_linear *proj, const float *h, int64_t B,
-                                  int64_t T, float *feat, struct mf_err *err)
+                                  int64_t T, float *feat, const char *what, struct mf_err *err)
 {
     float *tmp = mf_arena_f32(&s->arena, B * proj->out);
     if (!tmp)
         return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
     mf_head_proj_forward(s, proj, h, B, T, tmp, feat);
-    return MF_OK;
+    return check_rows(feat, B, proj->out, what, err);
 }
 
 enum mf_status mf_encode_images(struct mf_session *s, const float *images, int64_t B, float *image_embeds,
@@ -724,10 +647,11 @@ enum mf_status mf_encode_images(struct mf_session *s, const float *images, int64
     float *emb = image_embeds ? image_embeds : mf_arena_f32(&s->arena, B * c->n_tok * c->d);
     if (!emb)
         return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
-    if ((st = mf_vit_forward(s, &m->vision, images, B, emb, err)))
+    if ((st = mf_vit_forward(s, &m->vision, images, B, emb, err)) ||
+        (st = check_rows(emb, B, c->n_tok * c->d, "image embeddings", err)))
         return st;
     if (img_feat)
-        return project_cls(s, &m->vision_proj, emb, B, c->n_tok, img_feat, err);
+        return project_cls(s, &m->vision_proj, emb, B, c->n_tok, img_feat, "image ITC features", err);
     return MF_OK;
 }
 
@@ -747,8 +671,8 @@ enum mf_status mf_encode_texts(struct mf_session *s, const int32_t *ids, const i
     if ((st = mf_bert_forward(s, &m->text, ids, mask, B, L, NULL, 0, false, h, err)))
         return st;
     if (txt_feat)
-        return project_cls(s, &m->text_proj, h, B, L, txt_feat, err);
-    return MF_OK;
+        return project_cls(s, &m->text_proj, h, B, L, txt_feat, "text ITC features", err);
+    return check_rows(h, B, L * m->text.cfg.d, "text hidden states", err);
 }
 
 /* ids with position 0 of every row replaced by tok (arena copy). */
@@ -779,6 +703,8 @@ static enum mf_status itm_run(struct mf_session *s, const float *image_embeds, c
     if ((st = mf_bert_forward(s, &m->text, ids0, mask, B, L, image_embeds, m->vision.cfg.n_tok, false, h, err)))
         return st;
     mf_head_itm_forward(s, h, B, L, lg);
+    if ((st = check_rows(lg, B, 2, "ITM logits", err)))
+        return st;
     if (logits)
         memcpy(logits, lg, (size_t)B * 2 * sizeof *lg);
     if (prob) {
@@ -865,7 +791,7 @@ static enum mf_status decoder_run(struct mf_session *s, const float *image_embed
             }
         nll[b] = n ? (float)(sum / (double)n) : NAN;
     }
-    return MF_OK;
+    return check_rows(nll, B, 1, "LM NLL", err);
 }
 
 enum mf_status mf_decoder_pairs(struct mf_session *s, const float *image_embeds, const int32_t *ids,
@@ -921,9 +847,9 @@ enum mf_status mf_score_pairs(struct mf_session *s, const float *images, const i
             float *h = mf_arena_f32(&s->arena, B * L * m->text.cfg.d);
             if (!fi || !ft || !h)
                 return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
-            if ((st = project_cls(s, &m->vision_proj, emb, B, c->n_tok, fi, err)) ||
+            if ((st = project_cls(s, &m->vision_proj, emb, B, c->n_tok, fi, "image ITC features", err)) ||
                 (st = mf_bert_forward(s, &m->text, ids, mask, B, L, NULL, 0, false, h, err)) ||
-                (st = project_cls(s, &m->text_proj, h, B, L, ft, err)))
+                (st = project_cls(s, &m->text_proj, h, B, L, ft, "text ITC features", err)))
                 return st;
             for (int64_t b = 0; b < B; b++) {
                 double dot = 0;

@@ -145,9 +145,13 @@ static const struct mf_name_rule blip_orig_rules[] = {
                      "text_encoder.encoder.layer.%d", MF_RULE_TIED, "decoder.layer%d", D_DD, D_DFF, D_DENC),
 };
 
+/* Momentum copies (BLIP_Pretrain, retrieval models): each, when present, copies its whole module
+ * (mf_layout_check_names requires that); the encoders' copies receive their masks. */
 static const struct mf_alias blip_orig_aliases[] = {
     {"visual_encoder_m.", "visual_encoder."},
     {"text_encoder_m.", "text_encoder."},
+    {"vision_proj_m.", "vision_proj."},
+    {"text_proj_m.", "text_proj."},
 };
 
 const struct mf_layout_def mf_layout_blip_hf = {

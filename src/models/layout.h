@@ -62,6 +62,37 @@ struct mf_layout_def {
 extern const struct mf_layout_def mf_layout_blip_hf;
 extern const struct mf_layout_def mf_layout_blip_orig;
 
+/* Highest number of layers a tower may have; a layer index at or above it is an unexpected name. */
+#define MF_MAX_LAYERS 1024
+
+/* The layer index N of a name "<prefix>N.<rest>" (N decimal without leading zeros, below
+ * MF_MAX_LAYERS); -1 when name does not start with prefix or N is malformed or too large. */
+int64_t mf_layout_layer_index(const char *name, const char *prefix);
+
+/* Checks the names and shapes of m->tensors against def for the towers and layer counts in m's
+ * configuration, before anything is bound: every tensor of every rule and layer is present (or its
+ * tied fallback) with the expected shape; no name inside a layer (<tower prefix>N.) is outside the
+ * table or beyond the layer count; every alias (momentum) prefix that is present copies every
+ * tensor of its target with the same shape. Reports every problem by name in one MF_ERR_MISSING
+ * or MF_ERR_SHAPE message (a wholly absent layer as one entry). Needs m->by_name, not the mapping. */
+enum mf_status mf_layout_check_names(const struct mf_model *m, const struct mf_layout_def *def, struct mf_err *err);
+
+/* Every floating-point tensor of the checkpoint (as bound in f32, else as stored: momentum copies,
+ * queues) holds only finite values; else MF_ERR_NUMERIC naming the tensor, the element and the
+ * value. One pass over the weights at load. */
+enum mf_status mf_layout_check_finite(const struct mf_model *m, struct mf_err *err);
+
+/* blip_config.c: BLIP layout detection and configuration from the tensor list alone (m->tensors and
+ * m->by_name; no file access), shared by mf_model_load and the fuzz target. */
+/* Detects the layout (HF or original) and which towers are present; *def = its name table. */
+enum mf_status mf_blip_detect(struct mf_model *m, const struct mf_model_opts *o, const struct mf_layout_def **def,
+                              struct mf_err *err);
+/* Original layout: the configuration inferred from names and shapes (models.md §4.5, §4.6); layer
+ * counts are 1 + the highest layer index of any copy of the tower (online, momentum, decoder). */
+enum mf_status mf_blip_orig_config(struct mf_model *m, const struct mf_model_opts *o, struct mf_err *err);
+/* Derived configuration (grid, tokens, decoder = text shape) and its consistency checks. */
+enum mf_status mf_blip_config_finish(struct mf_model *m, struct mf_err *err);
+
 /* Binds every rule of def into m (configs must be filled and layer arrays allocated), fills
  * m->tensors' roles, prunable flags, modalities, tied_to, and converts weights to f32. */
 enum mf_status mf_layout_bind(struct mf_model *m, const struct mf_layout_def *def, struct mf_err *err);

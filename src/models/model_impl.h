@@ -117,6 +117,7 @@ struct mf_model {
     size_t n_tensors;
     float *f32_block;                /* converted weights */
     const float **w32;               /* (n_tensors) f32 data of every bound tensor, NULL if unbound */
+    size_t *by_name;                 /* (n_tensors) tensor indices sorted by name (mf_model_find) */
 
     struct mf_vit vision;
     struct mf_bert text;     /* text encoder (HF ITM, orig) */
@@ -149,6 +150,10 @@ enum mf_status mf_calibration_forward(struct mf_session *s, const float *images,
                                       const int32_t *mask, int64_t B, int64_t L, struct mf_err *err);
 /* layout.c: the model tensor index of a checkpoint entry, or -1. */
 int mf_model_tensor_index(const struct mf_model *m, const struct mf_st_entry *e);
+/* layout.c: sorts the tensor names into m->by_name (m->tensors filled); mf_model_find is then the
+ * index of the tensor called name, or -1 (binary search, no checkpoint needed). */
+enum mf_status mf_model_index_names(struct mf_model *m, struct mf_err *err);
+int mf_model_find(const struct mf_model *m, const char *name);
 /* The f32 weights of model tensor i (NULL if the forward pass does not use it). */
 static inline const float *mf_model_weight_f32(const struct mf_model *m, size_t i) { return m->w32[i]; }
 

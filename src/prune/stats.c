@@ -199,6 +199,18 @@ enum mf_status mf_stats_add_batch(struct mf_session *s, const float *images, con
     s->observe_ud = prev_ud;
     if (rc)
         return rc;
+    /* A NaN or infinity in a layer's input stays in its sums: checked after every batch (one pass
+     * over the accumulators, a few floats per input feature), so the error names the batch. */
+    for (size_t i = 0; i < st->n_model; i++) {
+        if (st->off[i] < 0)
+            continue;
+        const double *a = st->sumsq + st->off[i];
+        for (int64_t j = 0; j < st->in[i]; j++)
+            if (!isfinite(a[j]))
+                return mf_err_set(err, MF_ERR_NUMERIC,
+                                  "the input of '%s' is not finite (sum of squares of feature %" PRId64 ": %g)",
+                                  mf_model_tensor_at(st->m, i)->name, j, a[j]);
+    }
     st->pairs += B;
     return MF_OK;
 }
@@ -245,8 +257,16 @@ enum mf_status mf_stats_collect(struct mf_session *s, const struct mf_annotation
         int64_t first, count;
         if ((rc = mf_annotations_batch(ann, batch, b, &first, &count, err)) ||
             (rc = mf_pairs_batch(m, ann, first, count, L, images, ids, mask, err)) ||
-            (rc = mf_stats_add_batch(s, images, ids, mask, count, L, st, err)))
+            (rc = mf_stats_add_batch(s, images, ids, mask, count, L, st, err))) {
+            if (rc == MF_ERR_NUMERIC) {
+                char where[700];
+                snprintf(where, sizeof where, "%s: calibration pairs %" PRId64 "-%" PRId64 " (%s %" PRId64 " to %" PRId64 ")",
+                         ann->label, first + 1, first + count, ann->jsonl ? "lines" : "records", ann->record[first],
+                         ann->record[first + count - 1]);
+                mf_err_prefix(err, where);
+            }
             goto fail;
+        }
         mf_progress_add(&prog, count);
     }
 fail:

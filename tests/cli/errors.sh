@@ -127,11 +127,14 @@ expect_error hf_config_bad_field "$TMP/cfgfield/config.json|num_hidden_layers" "
 
 mkdir -p "$TMP/novocab"
 cp "$ST" "$HF/config.json" "$TMP/novocab/"
-expect_error missing_vocab "$TMP/novocab/vocab.txt" "$MF" inspect --model "$TMP/novocab"
+# verbs that tokenise need the vocabulary (inspect, apply and data-free prune do not: nonfinite.sh)
+expect_error missing_vocab "$TMP/novocab/vocab.txt" \
+    "$MF" score --model "$TMP/novocab" --image "$SHAPES/images/0001.png" --text "a red circle"
 
 mkdir -p "$TMP/orig_novocab"
 cp "$ORIG/model.safetensors" "$TMP/orig_novocab/"
-expect_error orig_missing_vocab "$TMP/orig_novocab/vocab.txt" "$MF" inspect --model "$TMP/orig_novocab"
+expect_error orig_missing_vocab "$TMP/orig_novocab/vocab.txt" \
+    "$MF" score --model "$TMP/orig_novocab" --image "$SHAPES/images/0001.png" --text "a red circle"
 
 expect_error vocab_option_missing "$TMP/none/vocab.txt" \
     "$MF" inspect --model "$HF" --vocab "$TMP/none/vocab.txt"

@@ -112,7 +112,15 @@ static void test_index_errors(void **state)
          "\"b.weight\": \"model-00001-of-00002.safetensors\","
          "\"x.weight\": \"model-00002-of-00002.safetensors\","
          "\"c.weight\": \"model-00002-of-00002.safetensors\"}}",
-         MF_ERR_MISSING, "tensor 'x.weight'", "not there"},
+         MF_ERR_MISSING, "'x.weight' (in 'model-00002-of-00002.safetensors')", "no shard holds"},
+        {"two tensors absent: both named",
+         "{\"weight_map\": {\"a.weight\": \"model-00001-of-00002.safetensors\","
+         "\"b.weight\": \"model-00001-of-00002.safetensors\","
+         "\"x.weight\": \"model-00002-of-00002.safetensors\","
+         "\"y.bias\": \"model-00001-of-00002.safetensors\","
+         "\"c.weight\": \"model-00002-of-00002.safetensors\"}}",
+         MF_ERR_MISSING, "'x.weight' (in 'model-00002-of-00002.safetensors')",
+         "'y.bias' (in 'model-00001-of-00002.safetensors')"},
         {"unlisted tensor",
          "{\"weight_map\": {\"a.weight\": \"model-00001-of-00002.safetensors\","
          "\"c.weight\": \"model-00002-of-00002.safetensors\"}}",
