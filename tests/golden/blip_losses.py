@@ -201,7 +201,8 @@ def lm_loss(P, cfg, image_embeds, ids, mask):
     loss = ((1 - LABEL_SMOOTHING) * nll + LABEL_SMOOTHING * smooth).mean()
     ref = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100,
                           label_smoothing=LABEL_SMOOTHING)
-    assert abs(float(ref) - float(loss)) <= 1e-12 * max(1.0, abs(float(loss))), (float(ref), float(loss))
+    tol = 1e-12 if loss.dtype == torch.float64 else 1e-5  # float32: bench/bench_train_torch.py
+    assert abs(float(ref) - float(loss)) <= tol * max(1.0, abs(float(loss))), (float(ref), float(loss))
     return loss
 
 
