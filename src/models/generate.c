@@ -121,9 +121,10 @@ static void gen_free(struct gen *g)
     mf_free(g->emb);
 }
 
+/* Zeroed (calloc: large blocks come zeroed from the OS without a pass over them). */
 static void *alloc_n(size_t n, size_t size, bool *ok)
 {
-    void *p = n && size <= SIZE_MAX / n ? mf_malloc(n * size) : NULL;
+    void *p = n && size <= SIZE_MAX / n ? mf_calloc(n, size) : NULL;
     if (!p)
         *ok = false;
     return p;
@@ -169,11 +170,8 @@ static enum mf_status gen_alloc(struct gen *g, struct mf_err *err)
     if (!ok)
         return mf_err_set(err, MF_ERR_NOMEM, "out of memory for the generation state (%lld images, %lld beams)",
                           (long long)g->B, (long long)g->nb);
-    /* positions past len are masked, but their scores are still formed: keep them finite */
-    memset(kv->k, 0, kvn * sizeof(float));
-    memset(kv->v, 0, kvn * sizeof(float));
-    memset(g->k2, 0, kvn * sizeof(float));
-    memset(g->v2, 0, kvn * sizeof(float));
+    /* positions past len are masked, but their scores are still formed: the zeroed cache keeps
+     * them finite (gather copies only filled positions, so the zeros stay) */
     return MF_OK;
 }
 
