@@ -32,14 +32,14 @@ struct cli_common {
     bool force;                /* --force */
     uint64_t seed;             /* --seed S (also lo.seed) */
     bool vocab_optional;       /* set by verbs that never tokenise: no vocab.txt is fine */
-    struct mf_losses_opts lo;  /* --loss, --itm-negatives (losses 0 = every loss the model has) */
+    struct mf_losses_opts lo;  /* --loss, --itm-negatives, --momentum (losses 0 = every loss the model has) */
 };
 
 /* Long-option ids for the common options (values above 256 so they never clash with short ones). */
 enum {
     OPT_MODEL = 300, OPT_VOCAB, OPT_THREADS, OPT_HEADS, OPT_VISION_HEADS, OPT_TEXT_HEADS, OPT_ITM_TOKEN,
     OPT_CLEAN, OPT_MAX_TOKENS, OPT_BATCH, OPT_PAIRS, OPT_JSON, OPT_QUIET, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_HELP,
-    OPT_DATA, OPT_IMAGES, OPT_OUT, OPT_FORCE, OPT_SEED, OPT_LOSS, OPT_ITM_NEG,
+    OPT_DATA, OPT_IMAGES, OPT_OUT, OPT_FORCE, OPT_SEED, OPT_LOSS, OPT_ITM_NEG, OPT_MOMENTUM,
     OPT_VERB_BASE = 400 /* verbs number their own options from here */
 };
 
@@ -57,7 +57,14 @@ enum {
 #define CLI_DATA_OPTIONS {"data", required_argument, 0, OPT_DATA}, {"images", required_argument, 0, OPT_IMAGES}
 #define CLI_OUT_OPTIONS {"out", required_argument, 0, OPT_OUT}, {"force", no_argument, 0, OPT_FORCE}
 #define CLI_SEED_OPTION {"seed", required_argument, 0, OPT_SEED}
-#define CLI_LOSS_OPTIONS {"loss", required_argument, 0, OPT_LOSS}, {"itm-negatives", required_argument, 0, OPT_ITM_NEG}
+#define CLI_LOSS_OPTIONS {"loss", required_argument, 0, OPT_LOSS}, {"itm-negatives", required_argument, 0, OPT_ITM_NEG}, \
+    {"momentum", required_argument, 0, OPT_MOMENTUM}
+/* --momentum's help line, shared by the verbs that compute the pretraining losses. */
+#define CLI_MOMENTUM_HELP                                                                                       \
+    "  --momentum on|off     on (default): BLIP's momentum encoders and queues of the checkpoint, updated\n"   \
+    "                        per batch as in pretraining (an f32 working copy of the *_m towers, one\n"        \
+    "                        more forward per batch); off: online features with the gradient stopped,\n"     \
+    "                        queues as stored (cheaper, a deviation). No effect without *_m copies.\n"
 
 #define CLI_COMMON_HELP                                                                                        \
     "  --model PATH          checkpoint directory or .safetensors file\n"                                      \

@@ -155,6 +155,16 @@ int cli_common_option(struct cli_common *c, int opt, const char *arg)
             return -1;
         }
         return 1;
+    case OPT_MOMENTUM:
+        if (strcmp(arg, "on") == 0)
+            c->lo.momentum = MF_MOMENTUM_ON;
+        else if (strcmp(arg, "off") == 0)
+            c->lo.momentum = MF_MOMENTUM_OFF;
+        else {
+            fprintf(stderr, "multiflow: --momentum: expected on or off, got '%s'\n", arg);
+            return -1;
+        }
+        return 1;
     case OPT_JSON: c->json = true; return 1;
     case OPT_QUIET: c->quiet = true; return 1;
     case OPT_PROGRESS: c->progress = true; return 1;

@@ -8,7 +8,11 @@
  * --batch pairs; the last incomplete batch is dropped (BLIP's train loader: drop_last). --steps
  * bounds the total; without it, --epochs passes (default 6, BLIP's retrieval_coco).
  *
- * Does not: momentum distillation, queue updates, image augmentation, positives shared by captions
+ * Momentum encoders and queues (--momentum on, the default, on checkpoints that have them) evolve
+ * step by step from the trained weights as in BLIP's training; the written checkpoint keeps the
+ * input's momentum copies and queues.
+ *
+ * Does not: momentum distillation, image augmentation, positives shared by captions
  * of the same image (BLIP's idx-based ITC targets), cosine schedules, resuming, the LM loss. The
  * losses and where they deviate from BLIP: docs/internals/losses.md. Reference: salesforce/BLIP
  * train_retrieval.py, configs/retrieval_coco.yaml.
@@ -61,6 +65,7 @@ static const char help[] =
     "  --clip X              clip the global gradient norm to X (default 0 = off, as BLIP)\n"
     "  --seed S              seed of the shuffling and the sampled ITM negatives (default 0)\n"
     "  --itm-negatives sample|hardest   ITM hard negatives (default sample)\n"
+    CLI_MOMENTUM_HELP
     "  --log FILE            also write one JSON line per step to FILE\n" CLI_COMMON_HELP;
 
 struct step_log {
@@ -108,6 +113,7 @@ int verb_finetune(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS, CLI_OUT_OPTIONS, CLI_SEED_OPTION,
                                          {"itm-negatives", required_argument, 0, OPT_ITM_NEG},
+                                         {"momentum", required_argument, 0, OPT_MOMENTUM},
                                          {"masks", required_argument, 0, OPT_MASKS},
                                          {"task", required_argument, 0, OPT_TASK},
                                          {"steps", required_argument, 0, OPT_STEPS},
@@ -344,6 +350,7 @@ int verb_finetune(int argc, char **argv)
     json_object_set_new(rep, "clip", json_real(to.clip_norm));
     json_object_set_new(rep, "seed", json_integer((json_int_t)seed));
     json_object_set_new(rep, "itm_negatives", json_string(lo.negatives == MF_ITM_NEG_HARDEST ? "hardest" : "sample"));
+    json_object_set_new(rep, "momentum", json_string(mf_losses_momentum_name(L)));
     json_object_set_new(rep, "trained_tensors", json_integer(n_tr));
     json_object_set_new(rep, "trained_weights", json_integer(n_w));
     json_object_set_new(rep, "seconds", json_real(elapsed));

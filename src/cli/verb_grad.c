@@ -19,6 +19,7 @@
 #include "core/common.h"
 #include "core/progress.h"
 #include "io/annotations.h"
+#include "models/momentum.h"
 #include "prune/gradient.h"
 #include "multiflow/eval.h"
 #include "multiflow/safetensors.h"
@@ -38,6 +39,7 @@ static const char help[] =
     "  --loss LIST           comma-separated subset of itc,itm,lm (default: every loss the checkpoint has)\n"
     "  --itm-negatives sample|hardest   ITM negatives drawn from the contrastive similarities\n"
     "                        (default sample, seeded) or the most similar non-matching pair\n"
+    CLI_MOMENTUM_HELP
     "  --seed S              seed of the sampled negatives (default 0)\n" CLI_COMMON_HELP;
 
 static const char *loss_list(unsigned bits, char *buf, size_t n)
@@ -127,10 +129,11 @@ int verb_grad(int argc, char **argv)
         n_written++;
     }
     const char *neg = lo.negatives == MF_ITM_NEG_HARDEST ? "hardest" : "sample";
+    const char *mom = mf_losses_momentum_name(mf_grad_stream_loss_state(gs));
     snprintf(num, sizeof num, "%" PRIu64, lo.seed);
     struct { const char *k, *v; } meta[] = {{"format", "pt"}, {"content", "mean over batches of d(sum of losses)/dW"},
                                              {"losses", loss_list(sel, buf, sizeof buf)}, {"itm_negatives", neg},
-                                             {"seed", num}};
+                                             {"seed", num}, {"momentum", mom}};
     for (size_t k = 0; k < sizeof meta / sizeof meta[0]; k++)
         if (mf_st_writer_meta(w, meta[k].k, meta[k].v, &err)) {
             cli_error("%s", err.msg);
@@ -158,6 +161,9 @@ int verb_grad(int argc, char **argv)
         json_object_set_new(o, "batches", json_integer(n_batches));
         json_object_set_new(o, "tensors", json_integer(n_written));
         json_object_set_new(o, "itm_negatives", json_string(neg));
+        json_object_set_new(o, "momentum", json_string(mom));
+        json_object_set_new(o, "momentum_bytes",
+                            json_integer((json_int_t)mf_momentum_bytes(mf_losses_momentum(mf_grad_stream_loss_state(gs)))));
         json_object_set_new(o, "seed", json_integer((json_int_t)lo.seed));
         json_t *lv = json_object();
         for (int k = 0; k < 3; k++)
@@ -175,6 +181,8 @@ int verb_grad(int argc, char **argv)
                 printf(" %s %.6f", names[k], sum[k]);
         if (sel & MF_LOSS_ITM)
             printf(" (ITM negatives: %s)", neg);
+        if (sel & (MF_LOSS_ITC | MF_LOSS_ITM))
+            printf(" (momentum encoders: %s)", mom);
         putchar('\n');
     }
     if (fflush(stdout) != 0) {

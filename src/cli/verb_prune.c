@@ -53,6 +53,7 @@ static const char help[] =
     "gradient-based methods (need --data; gradients of BLIP's pretraining losses, as `grad`):\n"
     "  --loss LIST           subset of itc,itm,lm (default: every loss the checkpoint has)\n"
     "  --itm-negatives sample|hardest   ITM negatives (default sample)\n"
+    CLI_MOMENTUM_HELP
     "  snip: |g * w| with g the mean gradient over every batch of the data (what `grad` writes)\n"
     "  --rounds T            itersnip rounds (default 60, the reference's paper setting)\n"
     "  --schedule exp|linear|const   itersnip sparsity schedule (default exp)\n"
@@ -204,11 +205,20 @@ static json_t *grad_report(const struct grad_ctx *x, enum mf_gmethod gm, const s
     json_object_set_new(r, "losses", json_string(loss_list(mf_grad_stream_losses(x->gs), buf, sizeof buf)));
     json_object_set_new(r, "itm_negatives", json_string(lo->negatives == MF_ITM_NEG_HARDEST ? "hardest" : "sample"));
     json_object_set_new(r, "seed", json_integer((json_int_t)lo->seed));
+    json_object_set_new(r, "momentum", json_string(mf_losses_momentum_name(mf_grad_stream_loss_state(x->gs))));
     json_object_set_new(r, "batch", json_integer((json_int_t)batch));
     json_object_set_new(r, "batches_per_pass", json_integer((json_int_t)x->src.pass_batches));
     json_object_set_new(r, "batches_drawn", json_integer((json_int_t)drawn));
     json_array_append_new(notes, json_string("gradient of the sum of the selected losses per batch, averaged over "
                                              "batches of consecutive pairs in file order (as `multiflow grad`)"));
+    if (strcmp(mf_losses_momentum_name(mf_grad_stream_loss_state(x->gs)), "on") == 0)
+        json_array_append_new(notes, json_string("momentum encoders and queues evolve batch by batch from the "
+                                                 "checkpoint's (restored at the start of every sparsity); the "
+                                                 "written checkpoint keeps the input's momentum copies and queues"));
+    else if (lo->momentum == MF_MOMENTUM_OFF)
+        json_array_append_new(notes, json_string("--momentum off: the batch's online features with the gradient "
+                                                 "stopped replace the momentum features, queues as stored (a "
+                                                 "deviation from BLIP_Pretrain)"));
     if (gm == MF_GMETHOD_SNIP) {
         json_array_append_new(notes, json_string("g averaged over every batch of one pass of the data (the gradient "
                                                  "`multiflow grad` writes for the same flags); score |g * w| / sum "

@@ -38,6 +38,7 @@ struct mf_losses {
     float temp;     /* clamped */
     bool has_temp;
     struct mf_momentum *mo; /* queues and momentum encoders; NULL when neither ITC nor ITM runs */
+    enum mf_momentum_mode momentum;
 };
 
 enum mf_status mf_losses_parse(const char *list, unsigned *bits, struct mf_err *err)
@@ -148,6 +149,7 @@ enum mf_status mf_losses_create(const struct mf_model *m, const struct mf_losses
     L->losses = sel;
     L->neg = o->negatives;
     L->seed = o->seed;
+    L->momentum = o->momentum;
     if ((st = load_temp(L, err)))
         goto fail;
     if ((sel & (MF_LOSS_ITC | MF_LOSS_ITM)) &&
@@ -173,6 +175,11 @@ unsigned mf_losses_selected(const struct mf_losses *L) { return L->losses; }
 const struct mf_momentum *mf_losses_momentum(const struct mf_losses *L) { return L->mo; }
 
 void mf_losses_reset(struct mf_losses *L) { mf_momentum_reset(L->mo); }
+
+const char *mf_losses_momentum_name(const struct mf_losses *L)
+{
+    return mf_momentum_active(L->mo) ? "on" : L->momentum == MF_MOMENTUM_OFF ? "off" : "none";
+}
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 

@@ -77,6 +77,9 @@ unsigned mf_losses_selected(const struct mf_losses *L);
 /* The contrastive state (momentum copies, queues), NULL when neither ITC nor ITM is selected. For
  * reports (mf_momentum_active, _bytes) and for writing the evolved state back. */
 const struct mf_momentum *mf_losses_momentum(const struct mf_losses *L);
+/* "on" (momentum encoders in use), "off" (asked off) or "none" (no momentum copies in the
+ * checkpoint, or neither ITC nor ITM selected): for reports. */
+const char *mf_losses_momentum_name(const struct mf_losses *L);
 /* Back to the checkpoint's momentum copies, queues and queue pointer (a fresh run). */
 void mf_losses_reset(struct mf_losses *L);
 

@@ -110,6 +110,7 @@ void mf_grad_stream_rewind(struct mf_grad_stream *gs)
     mf_losses_reset(gs->L); /* a fresh run: the checkpoint's momentum encoders and queues again */
 }
 unsigned mf_grad_stream_losses(const struct mf_grad_stream *gs) { return mf_losses_selected(gs->L); }
+const struct mf_losses *mf_grad_stream_loss_state(const struct mf_grad_stream *gs) { return gs->L; }
 const struct mf_grads *mf_grad_stream_grads(const struct mf_grad_stream *gs) { return gs->g; }
 
 static int64_t tensor_numel(const struct mf_model_tensor *t)

@@ -50,6 +50,8 @@ int64_t mf_grad_stream_position(const struct mf_grad_stream *gs);
 void mf_grad_stream_rewind(struct mf_grad_stream *gs);
 /* The selected MF_LOSS_* bits. */
 unsigned mf_grad_stream_losses(const struct mf_grad_stream *gs);
+/* The loss state (mf_losses_momentum_name, mf_losses_momentum for reports). */
+const struct mf_losses *mf_grad_stream_loss_state(const struct mf_grad_stream *gs);
 
 /* Zeroes the gradient block, runs the next n batches (n = 0: one pass) with the model-indexed
  * weight override table w_override ((n_tensors) indexed by gradient owner, as mf_model_rebind in

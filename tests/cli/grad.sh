@@ -2,7 +2,8 @@
 # multiflow grad end to end on the bundled tiny BLIP (original layout: decoder, queues, temp) and the
 # bundled shapes data: the output holds exactly the prunable tensors (names, shapes, F32), finite
 # values, --loss subsets reach the right towers and add up to the full gradient, hardest negatives
-# are deterministic, the seed drives the sampled negatives, and bad input fails cleanly.
+# are deterministic, the seed drives the sampled negatives, --momentum on/off, and bad input fails
+# cleanly.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.bash"
 cli_setup "$@"
@@ -113,6 +114,22 @@ check "hf: 3 batches" test "$(jq '.batches' "$OUT")" -eq 3
 "$MF" inspect --model "$MH" --json --tensors | jq '[.tensors[] | select(.prunable)] | length' >"$TMP/hf_n"
 check "hf: every prunable tensor" test "$(st_json "$TMP/hf.st" | jq 'del(.__metadata__) | length')" -eq "$(cat "$TMP/hf_n")"
 
+# momentum encoders and queues: on by default for the original layout's *_m copies; off is the
+# online-feature approximation (other gradients); a checkpoint without copies is unaffected; the
+# evolving state gives the same bytes for any thread count
+check "metadata: momentum on" test "$(st_json "$TMP/full.st" | jq -r '.__metadata__.momentum')" = "on"
+run_cmd moff "$MF" grad --model "$M" "${D[@]}" --itm-negatives hardest --momentum off --out "$TMP/moff.st"
+check "--momentum off exits 0 ($(cat "$ERR"))" test "$RC" -eq 0
+check "--momentum off metadata" test "$(st_json "$TMP/moff.st" | jq -r '.__metadata__.momentum')" = "off"
+check "--momentum off: other gradients on blip-tiny" bash -c "! cmp -s '$TMP/full.st' '$TMP/moff.st'"
+run_cmd mon3 "$MF" grad --model "$M" "${D[@]}" --itm-negatives hardest --momentum on --threads 3 --out "$TMP/mon3.st"
+check "--threads 3 exits 0 ($(cat "$ERR"))" test "$RC" -eq 0
+check "momentum on: --threads 3 gives the same bytes" cmp -s "$TMP/full.st" "$TMP/mon3.st"
+run_cmd hfoff "$MF" grad --model "$MH" "${D[@]}" --itm-negatives hardest --momentum off --out "$TMP/hfoff.st"
+check "hf --momentum off exits 0" test "$RC" -eq 0
+check "hf: no momentum copies (metadata none)" test "$(st_json "$TMP/hf.st" | jq -r '.__metadata__.momentum')" = "none"
+check "hf: same gradients with --momentum on and off" cmp -s <(all_floats "$TMP/hf.st") <(all_floats "$TMP/hfoff.st")
+
 # errors: clear message, non-zero exit, nothing written
 expect_error lm_no_decoder "needs a text decoder" \
     "$MF" grad --model "$MH" "${D[@]}" --loss lm --out "$TMP/e1.st"
@@ -126,6 +143,9 @@ expect_error bad_loss "unknown loss 'mlm'" \
     "$MF" grad --model "$M" "${D[@]}" --loss itc,mlm --out "$TMP/e4.st"
 expect_error bad_neg "--itm-negatives" \
     "$MF" grad --model "$M" "${D[@]}" --itm-negatives hard --out "$TMP/e5.st"
+expect_error bad_momentum "--momentum" \
+    "$MF" grad --model "$M" "${D[@]}" --momentum maybe --out "$TMP/e6.st"
+check "no output after an error" test ! -e "$TMP/e6.st"
 expect_error exists "exists" \
     "$MF" grad --model "$M" "${D[@]}" --out "$TMP/full.st"
 check "existing output untouched" cmp -s "$TMP/full.st" "$TMP/full2.st"
