@@ -28,6 +28,7 @@ struct cli_common {
     /* Options several verbs share; a verb accepts them only when its option table includes the
      * macro (CLI_DATA_OPTIONS, CLI_OUT_OPTIONS, CLI_SEED_OPTION, CLI_LOSS_OPTIONS). */
     const char *data, *images; /* --data ANN --images ROOT */
+    bool allow_outside_root;   /* --allow-outside-root: image paths may leave --images */
     const char *out;           /* --out PATH */
     bool force;                /* --force */
     uint64_t seed;             /* --seed S (also lo.seed) */
@@ -40,6 +41,7 @@ enum {
     OPT_MODEL = 300, OPT_VOCAB, OPT_THREADS, OPT_HEADS, OPT_VISION_HEADS, OPT_TEXT_HEADS, OPT_ITM_TOKEN,
     OPT_CLEAN, OPT_MAX_TOKENS, OPT_BATCH, OPT_PAIRS, OPT_JSON, OPT_QUIET, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_HELP,
     OPT_DATA, OPT_IMAGES, OPT_OUT, OPT_FORCE, OPT_SEED, OPT_LOSS, OPT_ITM_NEG, OPT_MOMENTUM,
+    OPT_ALLOW_OUTSIDE, OPT_MAX_PIXELS,
     OPT_VERB_BASE = 400 /* verbs number their own options from here */
 };
 
@@ -54,7 +56,14 @@ enum {
     {"progress", no_argument, 0, OPT_PROGRESS}, {"no-progress", no_argument, 0, OPT_NO_PROGRESS},               \
     {"help", no_argument, 0, OPT_HELP}
 
-#define CLI_DATA_OPTIONS {"data", required_argument, 0, OPT_DATA}, {"images", required_argument, 0, OPT_IMAGES}
+#define CLI_DATA_OPTIONS {"data", required_argument, 0, OPT_DATA}, {"images", required_argument, 0, OPT_IMAGES}, \
+    {"allow-outside-root", no_argument, 0, OPT_ALLOW_OUTSIDE}, {"max-pixels", required_argument, 0, OPT_MAX_PIXELS}
+/* Help of the options CLI_DATA_OPTIONS adds to --data/--images. */
+#define CLI_DATA_HELP                                                                                          \
+    "  --allow-outside-root  accept image paths that resolve (symlinks followed) outside --images\n"          \
+    "                        (default: refused; without --images the root is the current directory)\n"        \
+    "  --max-pixels N        refuse images with more pixels, from their header (default 178956970,\n"      \
+    "                        Pillow's decompression-bomb limit; at most 268435456)\n"
 #define CLI_OUT_OPTIONS {"out", required_argument, 0, OPT_OUT}, {"force", no_argument, 0, OPT_FORCE}
 #define CLI_SEED_OPTION {"seed", required_argument, 0, OPT_SEED}
 #define CLI_LOSS_OPTIONS {"loss", required_argument, 0, OPT_LOSS}, {"itm-negatives", required_argument, 0, OPT_ITM_NEG}, \
@@ -105,10 +114,17 @@ int cli_no_operands(const char *verb, int argc, char **argv);
 /* The output path exists and --force was not given: prints the error and returns 1; else 0. dir:
  * the output is a directory (the message says so). */
 int cli_check_out(const char *out, bool force, bool dir);
+/* The output file could not be created (missing or read-only directory, ...): prints the error and
+ * returns 1; else 0. Nothing is left behind. */
+int cli_check_writable(const char *out);
 
 /* Strict number parsing: the whole string, in [lo, hi]. Prints "--name: ..." on failure. */
 bool cli_parse_int(const char *name, const char *s, int64_t lo, int64_t hi, int64_t *out);
 bool cli_parse_double(const char *name, const char *s, double lo, double hi, double *out);
+
+/* Installs the handlers of SIGINT, SIGTERM, SIGHUP and SIGXFSZ (unless ignored at start): remove
+ * the temporary outputs (mf_fs_remove_temps), print why, exit with 128+signo. Called once by main. */
+void cli_signals_install(void);
 
 /* "multiflow: error: ..." on stderr; returns 1 (the exit status for errors). */
 int cli_error(const char *fmt, ...)

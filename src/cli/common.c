@@ -1,7 +1,10 @@
 /* cli/common.c: shared option handling, model loading and error printing for the verbs. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,6 +13,8 @@
 #include "core/progress.h"
 #include "io/annotations.h"
 #include "io/fs.h"
+#include "io/image.h"
+#include "multiflow/eval.h"
 
 void cli_common_init(struct cli_common *c)
 {
@@ -23,12 +28,13 @@ void cli_common_init(struct cli_common *c)
 
 int cli_error(const char *fmt, ...)
 {
+    char msg[2 * MF_PATH_MAX];
     va_list ap;
-    fputs("multiflow: error: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    mf_fs_temp_to_final(msg, sizeof msg); /* name the output asked for, not its temporary */
+    fprintf(stderr, "multiflow: error: %s\n", msg);
     return 1;
 }
 
@@ -129,6 +135,12 @@ int cli_common_option(struct cli_common *c, int opt, const char *arg)
         c->pairs = v;
         return 1;
     case OPT_DATA: c->data = arg; return 1;
+    case OPT_ALLOW_OUTSIDE: c->allow_outside_root = true; return 1;
+    case OPT_MAX_PIXELS:
+        if (!cli_parse_int("max-pixels", arg, 1, MF_IMAGE_MAX_PIXELS, &v))
+            return -1;
+        mf_image_set_max_pixels(v);
+        return 1;
     case OPT_IMAGES: c->images = arg; return 1;
     case OPT_OUT: c->out = arg; return 1;
     case OPT_FORCE: c->force = true; return 1;
@@ -217,8 +229,11 @@ struct mf_annotations *cli_load_annotations(const struct cli_common *c, const ch
 {
     struct mf_err err = {0};
     struct mf_annotations *ann = NULL;
+    /* every image is checked here, before any model work: inside the root, a readable header,
+     * within the pixel limit */
     if (mf_annotations_load(data, root, &ann, &err) != MF_OK ||
-        (c->pairs > 0 && mf_annotations_truncate(ann, c->pairs, &err) != MF_OK)) {
+        (c->pairs > 0 && mf_annotations_truncate(ann, c->pairs, &err) != MF_OK) ||
+        mf_pairs_check_images(ann, root, c->allow_outside_root, &err) != MF_OK) {
         cli_error("%s", err.msg);
         mf_annotations_free(ann);
         return NULL;
@@ -236,4 +251,72 @@ int cli_check_out(const char *out, bool force, bool dir)
     if (!mf_fs_exists(out) || force)
         return 0;
     return cli_error("%s: %sexists (use --force to replace it)", out, dir ? "output directory " : "");
+}
+
+int cli_check_writable(const char *out)
+{
+    struct mf_err err = {0};
+    return mf_fs_check_writable(out, &err) ? cli_error("%s", err.msg) : 0;
+}
+
+/* --- interruption: SIGINT, SIGTERM, SIGHUP, SIGXFSZ --------------------------------------------- */
+
+static const struct {
+    int sig;
+    const char *msg; /* written as is: no formatting is async-signal-safe */
+} cli_signals[] = {
+    {SIGINT, "multiflow: interrupted (SIGINT); temporary output removed, nothing written\n"},
+    {SIGTERM, "multiflow: terminated (SIGTERM); temporary output removed, nothing written\n"},
+    {SIGHUP, "multiflow: hangup (SIGHUP); temporary output removed, nothing written\n"},
+    {SIGXFSZ, "multiflow: error: file size limit exceeded (SIGXFSZ, see 'ulimit -f'); temporary output "
+              "removed, nothing written\n"},
+};
+
+/* Removes the temporary outputs (io/fs.h registry), says why, and ends the process with the
+ * signal's conventional status: INT, TERM and HUP are re-raised with the default action (the parent
+ * sees a death by that signal, shells report 128+signo); XFSZ exits with 128+SIGXFSZ instead of
+ * dumping core. Runs on whichever thread received the signal; a second signal waits for the first
+ * handler to finish. */
+static void cli_on_signal(int sig)
+{
+    static atomic_flag busy = ATOMIC_FLAG_INIT;
+    if (atomic_flag_test_and_set(&busy))
+        for (;;)
+            pause();
+    mf_fs_remove_temps();
+    for (size_t i = 0; i < sizeof cli_signals / sizeof cli_signals[0]; i++)
+        if (cli_signals[i].sig == sig) {
+            ssize_t w = write(STDERR_FILENO, cli_signals[i].msg, strlen(cli_signals[i].msg));
+            (void)w;
+        }
+    if (sig != SIGXFSZ) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = SIG_DFL;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sig, &sa, NULL);
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+        raise(sig);
+    }
+    _exit(128 + sig);
+}
+
+void cli_signals_install(void)
+{
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cli_on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof cli_signals / sizeof cli_signals[0]; i++)
+        sigaddset(&sa.sa_mask, cli_signals[i].sig);
+    for (size_t i = 0; i < sizeof cli_signals / sizeof cli_signals[0]; i++) {
+        /* a signal ignored by whoever started us (nohup, trap '' SIG) stays ignored: an ignored
+         * SIGXFSZ turns an over-large write into an EFBIG error of the write itself */
+        if (sigaction(cli_signals[i].sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+            continue;
+        sigaction(cli_signals[i].sig, &sa, NULL);
+    }
 }

@@ -32,6 +32,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *verb = argv[1];
+    cli_signals_install();
     if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0) {
         fputs(usage, stdout);
         return 0;

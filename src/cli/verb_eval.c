@@ -20,6 +20,7 @@ static const char help[] =
     "\n"
     "  --data ANN            annotation file: JSON array or JSON Lines of {\"image\", \"caption\"}\n"
     "  --images ROOT         folder the annotation image paths are relative to\n"
+    CLI_DATA_HELP
     "  --k N                 ITM re-ranking depth (default 128; 0 = ITC only)\n" CLI_COMMON_HELP;
 
 int verb_eval(int argc, char **argv)

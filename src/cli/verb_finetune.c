@@ -52,6 +52,7 @@ static const char help[] =
     "and finetune.json (options and per-step losses). 'multiflow eval retrieval --model DIR' measures it.\n"
     "\n"
     "  --data ANN --images ROOT   image-caption pairs\n"
+    CLI_DATA_HELP
     "  --task retrieval      the only task so far (ITC + ITM)\n"
     "  --out DIR             output directory (must not exist unless --force)\n"
     "  --force               replace DIR if it exists\n"

@@ -34,6 +34,7 @@ static const char help[] =
     "prunable tensor as F32 safetensors (names = the checkpoint's weight names).\n"
     "\n"
     "  --data ANN --images ROOT   image-caption pairs\n"
+    CLI_DATA_HELP
     "  --out FILE            output .safetensors (must not exist unless --force)\n"
     "  --force               replace FILE if it exists\n"
     "  --loss LIST           comma-separated subset of itc,itm,lm (default: every loss the checkpoint has)\n"
@@ -76,7 +77,7 @@ int verb_grad(int argc, char **argv)
         return 2;
     if (!c.model || !data || !out)
         return cli_usage_error("grad", "--model, --data and --out are required");
-    if (cli_check_out(out, force, false))
+    if (cli_check_out(out, force, false) || cli_check_writable(out))
         return 1;
     cli_common_finish(&c);
 

@@ -42,10 +42,12 @@ static const char help[] =
     "\n"
     "  --method M[,M...]     multiflow, omp, lmp, l2, lamp, rand; gradient-based: snip, itersnip, tamt,\n"
     "                        chita, chita++\n"
-    "  --sparsity S[,S...]   fractions of the prunable weights to remove, as percent (63) or fraction\n"
-    "                        (0.63); each in [0, 1)\n"
+    "  --sparsity S[,S...]   share of the prunable weights to remove: a fraction below 1 (0.63 = 63 %),\n"
+    "                        or a percentage from 1 to below 100 (63 or 63% = 63 %; so 1 = 1 %, not\n"
+    "                        100 %; 0.5% = 0.5 %); 1.0 is refused as ambiguous; each run name once\n"
     "  --out DIR             output directory (must not exist unless --force)\n"
     "  --data ANN --images ROOT   calibration image-caption pairs (needed by multiflow)\n"
+    CLI_DATA_HELP
     "  --stats FILE          reuse calibration statistics (stats.safetensors) instead of --data\n"
     "  --save-stats          also write DIR/stats.safetensors\n"
     "  --save-scores         also write scores.safetensors (F32) in every run directory\n"
@@ -67,13 +69,31 @@ static const char help[] =
     "  --tmp DIR             where chita's gradient-row file goes (default $TMPDIR or /tmp)\n"
     "  --force               replace DIR if it exists\n" CLI_COMMON_HELP;
 
-/* "63" -> 0.63, "0.63" -> 0.63; values >= 1 are percent. */
+/* "0.63" -> 0.63 (a fraction: below 1), "63" or "63%" -> 0.63 (a percentage: from 1, or with '%');
+ * "1" is 1 %. A number equal to 1 written with a fraction part ("1.0") could mean either and is
+ * refused, as is anything at or above 100 %. */
 static bool parse_sparsity(const char *s, double *out)
 {
+    char num[64];
+    size_t n = strlen(s);
+    bool pct = n > 0 && s[n - 1] == '%';
+    if (pct)
+        n--;
+    if (n == 0 || n >= sizeof num) {
+        fprintf(stderr, "multiflow: --sparsity: '%s' is not a number\n", s);
+        return false;
+    }
+    memcpy(num, s, n);
+    num[n] = 0;
     double v;
     if (!cli_parse_double("sparsity", s, 0, 100, &v))
         return false;
-    if (v >= 1)
+    if (!pct && v == 1 && strpbrk(num, ".eE")) {
+        fprintf(stderr, "multiflow: --sparsity: '%s' is ambiguous: write 1 or 1%% for one percent (a fraction "
+                        "must be below 1, and 100 %% is not a sparsity)\n", s);
+        return false;
+    }
+    if (pct || v >= 1)
         v /= 100.0;
     if (v >= 1) {
         fprintf(stderr, "multiflow: --sparsity: %s is not below 100 %% (sparsity must be in [0, 1))\n", s);
@@ -306,8 +326,16 @@ int verb_prune(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_HELP: fputs(help, stdout); return 0;
-        case OPT_METHOD: method_arg = optarg; break;
-        case OPT_SPARSITY: sparsity_arg = optarg; break;
+        case OPT_METHOD:
+            if (method_arg)
+                return cli_usage_error("prune", "--method given twice (give one comma-separated list)");
+            method_arg = optarg;
+            break;
+        case OPT_SPARSITY:
+            if (sparsity_arg)
+                return cli_usage_error("prune", "--sparsity given twice (give one comma-separated list)");
+            sparsity_arg = optarg;
+            break;
         case OPT_SAVE_SCORES: save_scores = true; break;
         case OPT_SAVE_STATS: save_stats = true; break;
         case OPT_STATS: stats_file = optarg; break;
@@ -367,10 +395,14 @@ int verb_prune(int argc, char **argv)
         struct method mm = {false, MF_METHOD_OMP, MF_GMETHOD_SNIP};
         if (mf_gmethod_parse(tok, &mm.gm))
             mm.grad = true;
-        else if (!mf_method_parse(tok, &mm.m))
-            return cli_usage_error("prune",
-                                   "unknown method '%s' (methods: multiflow, omp, lmp, l2, lamp, rand, snip, itersnip, tamt)",
-                                   tok);
+        else if (!mf_method_parse(tok, &mm.m)) {
+            char all[256] = "";
+            for (int i = 0; i < MF_METHOD_COUNT + MF_GMETHOD_COUNT; i++)
+                snprintf(all + strlen(all), sizeof all - strlen(all), "%s%s", i ? ", " : "",
+                         i < MF_METHOD_COUNT ? mf_method_name((enum mf_method)i)
+                                             : mf_gmethod_name((enum mf_gmethod)(i - MF_METHOD_COUNT)));
+            return cli_usage_error("prune", "unknown method '%s' (methods: %s)", tok, all);
+        }
         for (size_t i = 0; i < n_methods; i++)
             if (methods[i].grad == mm.grad && (mm.grad ? methods[i].gm == mm.gm : methods[i].m == mm.m))
                 return cli_usage_error("prune", "method '%s' given twice", tok);
@@ -393,6 +425,12 @@ int verb_prune(int argc, char **argv)
             return cli_usage_error("prune", "too many sparsities (at most %zu)", MF_ARRAY_LEN(sparsities));
         if (!parse_sparsity(tok, &sparsities[n_sp]))
             return 2;
+        char a[32], b[32]; /* two values naming one run directory (63 and 0.63 both name omp-63) */
+        run_name(a, sizeof a, "", sparsities[n_sp]);
+        for (size_t k = 0; k < n_sp; k++)
+            if (run_name(b, sizeof b, "", sparsities[k]), strcmp(a, b) == 0)
+                return cli_usage_error("prune", "--sparsity: %s and an earlier value both mean %s %% (given twice)",
+                                       tok, a + 1);
         n_sp++;
     }
     if (n_methods == 0 || n_sp == 0)

@@ -28,7 +28,8 @@ static const char help[] =
     "  --image FILE          one image (JPEG or PNG)\n"
     "  --text CAPTION        its caption\n"
     "  --data ANN            annotation file: JSON array or JSON Lines of {\"image\", \"caption\"}\n"
-    "  --images ROOT         folder the annotation image paths are relative to\n" CLI_COMMON_HELP;
+    "  --images ROOT         folder the annotation image paths are relative to\n"
+    CLI_DATA_HELP CLI_COMMON_HELP;
 
 /* Appends one JSON line to out; results are printed only when every pair succeeded, so a bad
  * image or caption halfway leaves no partial output. */

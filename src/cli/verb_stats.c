@@ -17,6 +17,7 @@ static const char help[] =
     "of every prunable layer (F64) and the sequence counts as safetensors; or adds two such files.\n"
     "\n"
     "  --data ANN --images ROOT   calibration image-caption pairs\n"
+    CLI_DATA_HELP
     "  --out FILE            output file (must not exist unless --force)\n"
     "  --merge A B           add the statistics of A and B (same model)\n"
     "  --force               replace FILE if it exists\n" CLI_COMMON_HELP;
@@ -55,7 +56,7 @@ int verb_stats(int argc, char **argv)
         return cli_usage_error("stats", "--out is required");
     if (!merge_a && (!c.model || !data))
         return cli_usage_error("stats", "give --model and --data, or --merge A B");
-    if (cli_check_out(out, force, false))
+    if (cli_check_out(out, force, false) || cli_check_writable(out))
         return 1;
     cli_common_finish(&c);
 
