@@ -226,9 +226,15 @@ enum mf_status mf_world_check_caption(const struct mf_world_scene *s, const char
     /* clauses of the rest */
     struct claim cl[MAX_CLAIMS];
     int n_cl = 0, total = 0, start = -1;
+    bool after_delim = true; /* "," and "and" join two phrases: never first, last or doubled */
     for (int i = 0; i <= n; i++) {
         bool in_bg = i >= hb && i <= he && he >= 0;
-        bool cut = i == n || in_bg || is(t[i], ",") || is(t[i], "and");
+        bool delim = i < n && !in_bg && (is(t[i], ",") || is(t[i], "and"));
+        if ((delim || i == n) && after_delim && (delim || n_cl || total))
+            return mf_err_set(err, MF_ERR_FORMAT, "'%s' without a phrase on both sides", delim ? t[i] : t[n - 1]);
+        if (!in_bg && i < n)
+            after_delim = delim;
+        bool cut = i == n || in_bg || delim;
         if (!cut) {
             if (start < 0)
                 start = i;
@@ -248,6 +254,8 @@ enum mf_status mf_world_check_caption(const struct mf_world_scene *s, const char
             start = -1;
         }
     }
+    if (!n_cl && !total)
+        return mf_err_set(err, MF_ERR_FORMAT, "no object phrase");
     /* a/an agreement everywhere */
     for (int i = 0; i + 1 < n; i++)
         if ((is(t[i], "a") || is(t[i], "an")) && !is(t[i], world_article(t[i + 1])))

@@ -311,6 +311,62 @@ static void test_checker_catches_lies(void **state)
             fail_msg("'%s' accepted as grammatical", bad[i]);
 }
 
+/* Robustness: mutated captions (words dropped, repeated, swapped, replaced by other grammar words
+ * or junk, truncated) never crash the parser and always get OK, FORMAT or RANGE. */
+static void test_checker_mutations(void **state)
+{
+    (void)state;
+    static const char *const extra[] = {"background", "stripes", "gradient", "and", ",", "the", "on", "at", "in",
+                                        "corner", "side", "a", "an", "two", "three", "shapes", "to", "?", "zz", ""};
+    struct mf_err err = {0};
+    uint64_t x = 12345;
+    int ok = 0, format = 0, range = 0;
+    for (int it = 0; it < 20000; it++) {
+        struct mf_world_scene s;
+        mf_world_sample_scene(77, (enum mf_world_split)(it % MF_WORLD_N_SPLITS), it, 0, &s);
+        char cap[MF_WORLD_TEXT_MAX], out[2 * MF_WORLD_TEXT_MAX];
+        assert_true(mf_world_caption(&s, (uint64_t)it, (enum mf_world_caption_kind)(it % 2), cap, sizeof cap) > 0);
+        const char *w[64];
+        int n = 0;
+        for (char *t = strtok(cap, " "); t && n < 64; t = strtok(NULL, " "))
+            w[n++] = t;
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int i = (int)((x >> 33) % (uint64_t)n), j = (int)((x >> 45) % (uint64_t)n), op = (int)((x >> 20) % 5);
+        if (op == 0)
+            w[i] = extra[(x >> 8) % MF_ARRAY_LEN(extra)];
+        else if (op == 1) {
+            const char *t = w[i];
+            w[i] = w[j];
+            w[j] = t;
+        } else if (op == 2)
+            w[i] = w[j];
+        else if (op == 3)
+            n = i;
+        size_t len = 0;
+        out[0] = '\0';
+        for (int k = 0; k < n; k++)
+            len += (size_t)snprintf(out + len, sizeof out - len, "%s%s", k ? " " : "", w[k]);
+        enum mf_status st = mf_world_check_caption(&s, out, NULL, &err);
+        assert_true(st == MF_OK || st == MF_ERR_FORMAT || st == MF_ERR_RANGE);
+        ok += st == MF_OK;
+        format += st == MF_ERR_FORMAT;
+        range += st == MF_ERR_RANGE;
+    }
+    printf("mutated captions: %d true, %d ungrammatical, %d false\n", ok, format, range);
+    assert_true(ok > 0 && format > 0 && range > 0);
+    /* junk */
+    static const char *const junk[] = {"", " ", ",,,,", "?", "a", "the the the", "background background",
+                                       "on a background", "a red", "two", "in the", "at the top"};
+    struct mf_world_scene s;
+    mf_world_sample_scene(1, MF_WORLD_PRETRAIN, 0, 0, &s);
+    for (size_t k = 0; k < MF_ARRAY_LEN(junk); k++)
+        assert_int_equal(mf_world_check_caption(&s, junk[k], NULL, &err), MF_ERR_FORMAT);
+    char big[4096];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(mf_world_check_caption(&s, big, NULL, &err), MF_ERR_FORMAT);
+}
+
 /* ---- held-out compositions, background colours, distinguishability ---- */
 
 static void test_scene_rules(void **state)
@@ -514,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_vocab),
         cmocka_unit_test(test_captions_true),
         cmocka_unit_test(test_checker_catches_lies),
+        cmocka_unit_test(test_checker_mutations),
         cmocka_unit_test(test_scene_rules),
         cmocka_unit_test(test_test_split_distinguishable),
         cmocka_unit_test(test_render),
