@@ -27,7 +27,10 @@
  * Decoding runs incrementally: the self-attention keys/values of past positions and the
  * cross-attention keys/values of the image tokens are cached (models/generate.c); the beams of all
  * images of a call run as one batch, and an image drops out of the batch when its search is done,
- * so a caption does not depend on the other images of the call.
+ * so a caption does not depend on the other images of the call. Memory per call, in floats:
+ * B x N x dv image embeddings, 2 x n_layer x B x N x d cached cross-attention keys/values and
+ * 4 x n_layer x B x beams x max_length x d self-attention keys/values (double-buffered for the
+ * beam reordering); about 0.4 GB for BLIP-base at 384 px with 8 images and 3 beams.
  *
  * Thread safety: one call per session at a time (the session's contract).
  */

@@ -7,7 +7,8 @@
  * Decisions (models.md §11): the image-grounded encoder starts with [ENC] in the original layout
  * and [CLS] in the HF layout (override: opts.itm_token); the decoder always starts with [DEC];
  * vision LayerNorm eps from config.json, else 1e-5 (HF) / 1e-6 (original). Does not implement
- * generation, the HF BlipModel (double post-LN pooler), or resolution changes (§2.6).
+ * the HF BlipModel (double post-LN pooler) or resolution changes (§2.6); caption generation lives
+ * in models/generate.c.
  */
 #include <jansson.h>
 #include <math.h>
