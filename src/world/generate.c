@@ -245,17 +245,33 @@ static void png_w_write(png_structp png, png_bytep data, size_t n)
     m->len += n;
 }
 static void png_w_flush(png_structp png) { (void)png; }
+/* libpng's own allocations go through the project's hooks too (failure injection, counting) */
+static png_voidp png_w_malloc(png_structp png, png_alloc_size_t n)
+{
+    void *p = mf_malloc(n);
+    if (!p)
+        ((struct png_mem *)png_get_mem_ptr(png))->nomem = true;
+    return p;
+}
+static void png_w_free(png_structp png, png_voidp p)
+{
+    (void)png;
+    mf_free(p);
+}
 
 /* Encodes rgb (S, S, 3) into m (reset first). rows: (S) scratch. */
 static bool png_encode(struct png_mem *m, const uint8_t *rgb, int S, png_bytep *rows)
 {
     m->len = 0;
     m->msg[0] = '\0';
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, m, png_w_error, png_w_warning);
+    m->nomem = false;
+    png_structp png = png_create_write_struct_2(PNG_LIBPNG_VER_STRING, m, png_w_error, png_w_warning, m,
+                                                png_w_malloc, png_w_free);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!info) {
         png_destroy_write_struct(&png, NULL);
         snprintf(m->msg, sizeof m->msg, "out of memory");
+        m->nomem = true;
         return false;
     }
     if (setjmp(png_jmpbuf(png))) {

@@ -126,6 +126,36 @@ static void test_determinism(void **state)
     assert_false(mf_fs_exists(dir3));
 }
 
+/* Every allocation failure (the library's and libpng's) gives MF_ERR_NOMEM and no output. */
+static void test_alloc_failures(void **state)
+{
+    (void)state;
+    struct mf_world_opts o = mf_world_opts_default();
+    o.n_pretrain = 3;
+    o.n_calib = 1;
+    o.n_train = 2;
+    o.n_test = 2;
+    o.n_novel = 1;
+    o.size = 16;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/oom", mf_test_tmpdir());
+    struct mf_err err = {0};
+    int k = 0;
+    for (;; k++) {
+        mf_alloc_fail_after(k);
+        enum mf_status st = mf_world_generate(dir, &o, NULL, &err);
+        mf_alloc_fail_after(-1);
+        if (st == MF_OK)
+            break;
+        if (st != MF_ERR_NOMEM)
+            fail_msg("allocation %d failing gives status %d: %s", k, st, err.msg);
+        assert_false(mf_fs_exists(dir));
+        assert_true(k < 100000);
+    }
+    printf("allocation failures: %d points, each NOMEM with nothing written\n", k);
+    assert_true(k > 10);
+}
+
 /* ---- vocabulary ---- */
 
 static struct mf_vocab *load_vocab(void)
@@ -567,6 +597,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_vocab),
         cmocka_unit_test(test_captions_true),
         cmocka_unit_test(test_checker_catches_lies),
