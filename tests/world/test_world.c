@@ -41,12 +41,33 @@ static struct mf_world_opts small_opts(void)
 static char world_dir[4096];
 static struct mf_world_summary world_sum;
 
+/* Temporary directories of this test, removed at the end (the worlds hold hundreds of files). */
+static char tmp_dirs[8][4096];
+static int n_tmp;
+static const char *tmpdir(void)
+{
+    const char *d = mf_test_tmpdir();
+    assert_non_null(d);
+    if (n_tmp < 8)
+        snprintf(tmp_dirs[n_tmp++], sizeof tmp_dirs[0], "%s", d);
+    return d;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    struct mf_err err = {0};
+    for (int i = 0; i < n_tmp; i++)
+        mf_fs_remove_tree(tmp_dirs[i], &err);
+    return 0;
+}
+
 static int setup(void **state)
 {
     (void)state;
     struct mf_err err = {0};
     struct mf_world_opts o = small_opts();
-    snprintf(world_dir, sizeof world_dir, "%s/w1", mf_test_tmpdir());
+    snprintf(world_dir, sizeof world_dir, "%s/w1", tmpdir());
     if (mf_world_generate(world_dir, &o, &world_sum, &err) != MF_OK) {
         fprintf(stderr, "generate: %s\n", err.msg);
         return -1;
@@ -104,7 +125,7 @@ static void test_determinism(void **state)
     struct mf_world_opts o = small_opts();
     o.n_threads = 3;
     char dir2[4096];
-    snprintf(dir2, sizeof dir2, "%s/w3", mf_test_tmpdir());
+    snprintf(dir2, sizeof dir2, "%s/w3", tmpdir());
     struct mf_world_summary s2;
     struct mf_err err = {0};
     assert_int_equal(mf_world_generate(dir2, &o, &s2, &err), MF_OK);
@@ -121,7 +142,7 @@ static void test_determinism(void **state)
     /* bad options write nothing */
     o.size = 8;
     char dir3[4096];
-    snprintf(dir3, sizeof dir3, "%s/bad", mf_test_tmpdir());
+    snprintf(dir3, sizeof dir3, "%s/bad", tmpdir());
     assert_int_equal(mf_world_generate(dir3, &o, &s2, &err), MF_ERR_ARG);
     assert_false(mf_fs_exists(dir3));
 }
@@ -138,7 +159,7 @@ static void test_alloc_failures(void **state)
     o.n_novel = 1;
     o.size = 16;
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/oom", mf_test_tmpdir());
+    snprintf(dir, sizeof dir, "%s/oom", tmpdir());
     struct mf_err err = {0};
     int k = 0;
     for (;; k++) {
@@ -607,5 +628,5 @@ int main(void)
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_questions),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }
