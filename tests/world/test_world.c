@@ -24,19 +24,22 @@
  * format does: bump MF_WORLD_FORMAT_VERSION and docs/world.md with it, then update this value. */
 #define SMALL_WORLD_HASH 0xa8642d6d431afc18ull
 
-static struct mf_world_opts small_opts(void)
+static struct mf_world_opts opts_of(uint64_t seed, int64_t pretrain, int64_t calib, int64_t train, int64_t test,
+                                    int64_t novel, int size)
 {
     struct mf_world_opts o = mf_world_opts_default();
-    o.seed = 11;
-    o.n_pretrain = 300;
-    o.n_calib = 20;
-    o.n_train = 40;
-    o.n_test = 60;
-    o.n_novel = 30;
-    o.size = 32;
+    o.seed = seed;
+    o.n_pretrain = pretrain;
+    o.n_calib = calib;
+    o.n_train = train;
+    o.n_test = test;
+    o.n_novel = novel;
+    o.size = size;
     o.n_threads = 1;
     return o;
 }
+
+static struct mf_world_opts small_opts(void) { return opts_of(11, 300, 20, 40, 60, 30, 32); }
 
 static char world_dir[4096];
 static struct mf_world_summary world_sum;
@@ -151,13 +154,7 @@ static void test_determinism(void **state)
 static void test_alloc_failures(void **state)
 {
     (void)state;
-    struct mf_world_opts o = mf_world_opts_default();
-    o.n_pretrain = 3;
-    o.n_calib = 1;
-    o.n_train = 2;
-    o.n_test = 2;
-    o.n_novel = 1;
-    o.size = 16;
+    struct mf_world_opts o = opts_of(0, 3, 1, 2, 2, 1, 16);
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/oom", tmpdir());
     struct mf_err err = {0};
