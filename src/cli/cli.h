@@ -79,7 +79,8 @@ enum {
     "  --model PATH          checkpoint directory or .safetensors file\n"                                      \
     "  --vocab FILE          vocab.txt (default: the one in the model directory)\n"                           \
     "  --threads N           worker threads (default: all cores)\n"                                           \
-    "  --heads N             attention heads of both towers when the checkpoint has no config (default hidden/64)\n" \
+    "  --heads N             attention heads of both towers, overriding config.json (default: the config's,\n" \
+    "                        or hidden/64 for a checkpoint without one)\n"                                   \
     "  --vision-heads N, --text-heads N   the same per tower\n"                                                \
     "  --itm-token enc|cls   first token of the image-grounded encoder (default: enc for the original\n"      \
     "                        layout, cls for Hugging Face)\n"                                                   \

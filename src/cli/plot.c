@@ -1,7 +1,9 @@
 /*
  * cli/plot.c: sparsity.svg: layer-wise sparsity per modality, one line per (method, sparsity) run.
- * One panel per modality; x = the modality's prunable tensors in forward order (ticks at layer
- * boundaries), y = fraction pruned. Plain SVG 1.1, no scripts, readable at 100 % zoom.
+ * Titled with the model; one panel per modality; x = the modality's prunable tensors in forward
+ * order (ticks at layer boundaries, the axis naming the towers the panel holds: vision encoder,
+ * text encoder, text decoder with "d" ticks), y = fraction pruned, each requested sparsity a grey
+ * dashed level. Plain SVG 1.1, no scripts, readable at 100 % zoom.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,11 +13,30 @@
 #include "io/fs.h"
 
 static const char *dashes[] = {"", "8,4", "2,3", "12,3,3,3"};
+
+/* s as SVG text content (XML-escaped). */
+static void put_text(FILE *f, const char *s)
+{
+    for (; *s; s++)
+        switch (*s) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default: fputc(*s, f);
+        }
+}
+
+/* The tower of a prunable tensor from its role ("vision.*", "text.*", "decoder.*"): 0, 1, 2. */
+static int tower_of(const char *role)
+{
+    return strncmp(role, "decoder", 7) == 0 ? 2 : strncmp(role, "vision", 6) == 0 ? 0 : 1;
+}
 static const char *palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
                                 "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"};
 
-enum mf_status cli_plot_sparsity(const char *path, const struct mf_model *m, const struct cli_run *runs, size_t n_runs,
-                                 struct mf_err *err)
+enum mf_status cli_plot_sparsity(const char *path, const struct mf_model *m, const char *model_name,
+                                 const struct cli_run *runs, size_t n_runs, struct mf_err *err)
 {
     struct mf_atomic_file af;
     enum mf_status st = mf_atomic_open(path, &af, err);
@@ -37,14 +58,22 @@ enum mf_status cli_plot_sparsity(const char *path, const struct mf_model *m, con
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
             "font-family=\"DejaVu Sans, Arial, sans-serif\">\n"
             "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-            "<text x=\"%d\" y=\"30\" font-size=\"20\" font-weight=\"bold\">Layer-wise sparsity per modality</text>\n",
+            "<text x=\"%d\" y=\"30\" font-size=\"20\" font-weight=\"bold\">Layer-wise sparsity per modality: ",
             W, H, W, H, left);
+    put_text(f, model_name ? model_name : "");
+    fputs("</text>\n", f);
     int pw = W - left - right;
     for (int p = 0; p < n_mods; p++) {
         int mod = mods[p], y0 = top + p * (panel_h + gap);
         size_t cnt = 0;
-        for (size_t i = 0; i < nt; i++)
-            cnt += mf_model_tensor_at(m, i)->prunable && (int)mf_model_tensor_at(m, i)->modality == mod;
+        bool towers[3] = {false, false, false};
+        for (size_t i = 0; i < nt; i++) {
+            const struct mf_model_tensor *t = mf_model_tensor_at(m, i);
+            if (t->prunable && (int)t->modality == mod) {
+                cnt++;
+                towers[tower_of(t->role)] = true;
+            }
+        }
         fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"16\" font-weight=\"bold\">%s (%zu tensors)</text>\n", left,
                 y0 + 10, mf_modality_name((enum mf_modality)mod), cnt);
         int py = y0 + 20;
@@ -78,8 +107,23 @@ enum mf_status cli_plot_sparsity(const char *path, const struct mf_model *m, con
             }
             k++;
         }
-        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"13\" text-anchor=\"middle\">layer (d = decoder)</text>\n",
-                left + pw / 2, py + panel_h - 6);
+        fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"13\" text-anchor=\"middle\">%s%s%s%s%s</text>\n",
+                left + pw / 2, py + panel_h - 6, towers[0] ? "vision encoder layer" : "",
+                towers[0] && towers[1] ? ", " : "", towers[1] ? "text encoder layer" : "",
+                towers[2] && (towers[0] || towers[1]) ? ", " : "", towers[2] ? "d = text decoder layer" : "");
+        /* the requested sparsities, once each */
+        for (size_t r = 0; r < n_runs; r++) {
+            bool seen = false;
+            for (size_t q = 0; q < r; q++)
+                seen |= runs[q].style_dash == runs[r].style_dash;
+            if (seen)
+                continue;
+            double y = py + (panel_h - 40) * (1.0 - runs[r].sparsity);
+            fprintf(f,
+                    "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#999\" stroke-dasharray=\"1,4\"/>\n"
+                    "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" fill=\"#666\">requested %g %%</text>\n",
+                    left, y, left + pw, y, left + 4, y - 3, 100.0 * runs[r].sparsity);
+        }
         for (size_t r = 0; r < n_runs; r++) {
             fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" stroke-dasharray=\"%s\" points=\"",
                     palette[runs[r].style_color % MF_ARRAY_LEN(palette)],

@@ -10,11 +10,14 @@
 struct cli_run {
     char name[64];          /* "multiflow-63" */
     int style_color, style_dash; /* plot style: one colour per method, one dash pattern per sparsity */
+    double sparsity;        /* requested (marked on the plot) */
     double *tensor_sparsity; /* (n_tensors of the model) achieved per prunable tensor, model order */
 };
 
-enum mf_status cli_plot_sparsity(const char *path, const struct mf_model *m, const struct cli_run *runs, size_t n_runs,
-                                 struct mf_err *err);
+/* sparsity.svg: titled with model_name, one panel per modality with a line per run, each requested
+ * sparsity marked, the x axis naming only the towers the panel shows. */
+enum mf_status cli_plot_sparsity(const char *path, const struct mf_model *m, const char *model_name,
+                                 const struct cli_run *runs, size_t n_runs, struct mf_err *err);
 
 /* Writes one run directory: checkpoint, masks, report.json; returns the report's JSON object
  * (caller owns) through *report for the summary. masks in set order. */

@@ -99,10 +99,18 @@ int verb_apply(int argc, char **argv)
     }
     json_decref(report);
     ad_open = false;
-    if (!c.quiet)
+    if (c.json) {
+        json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:f}", "out", out, "masks", masks_path, "params",
+                              (json_int_t)set.total, "pruned", (json_int_t)pruned, "sparsity",
+                              (double)pruned / (double)set.total);
+        json_dumpf(o, stdout, JSON_COMPACT | JSON_REAL_PRECISION(8));
+        fputc('\n', stdout);
+        json_decref(o);
+    } else if (!c.quiet) {
         fprintf(stderr, "multiflow: applied %s (%.2f %% of %lld prunable weights zero) to %s\n", masks_path,
                 100.0 * (double)pruned / (double)set.total, (long long)set.total, out);
-    rc = 0;
+    }
+    rc = fflush(stdout) != 0 ? cli_error("cannot write to stdout") : 0;
 done:
     if (ad_open)
         mf_atomic_dir_abort(&ad);

@@ -86,7 +86,7 @@ static bool parse_sparsity(const char *s, double *out)
     memcpy(num, s, n);
     num[n] = 0;
     double v;
-    if (!cli_parse_double("sparsity", s, 0, 100, &v))
+    if (!cli_parse_double("sparsity", num, 0, 100, &v))
         return false;
     if (!pct && v == 1 && strpbrk(num, ".eE")) {
         fprintf(stderr, "multiflow: --sparsity: '%s' is ambiguous: write 1 or 1%% for one percent (a fraction "
@@ -96,7 +96,7 @@ static bool parse_sparsity(const char *s, double *out)
     if (pct || v >= 1)
         v /= 100.0;
     if (v >= 1) {
-        fprintf(stderr, "multiflow: --sparsity: %s is not below 100 %% (sparsity must be in [0, 1))\n", s);
+        fprintf(stderr, "multiflow: --sparsity: %s is not below 100 %%\n", s);
         return false;
     }
     *out = v;
@@ -110,6 +110,42 @@ static void run_name(char *buf, size_t n, const char *method, double s)
         snprintf(buf, n, "%s-%d", method, (int)nearbyint(pct));
     else
         snprintf(buf, n, "%s-%g", method, pct);
+}
+
+/* The end of a run on stdout: one line per (method, sparsity) with the achieved sparsity and the
+ * run's time (scoring, selection, writing; the shared load and calibration once), or, with --json,
+ * summary.json itself. Returns the exit status. */
+static int print_summary(json_t *summary, bool as_json)
+{
+    if (as_json) {
+        json_dumpf(summary, stdout, JSON_COMPACT | JSON_REAL_PRECISION(8));
+        fputc('\n', stdout);
+    } else {
+        size_t i;
+        json_t *r;
+        json_array_foreach(json_object_get(summary, "runs"), i, r) {
+            json_t *t = json_object_get(r, "timings_s"), *o = json_object_get(r, "overall");
+            double secs = json_number_value(json_object_get(t, "scoring")) +
+                          json_number_value(json_object_get(t, "selection")) +
+                          json_number_value(json_object_get(t, "writing"));
+            printf("%-20s %7.3f %% of %lld prunable weights pruned (", json_string_value(json_object_get(r, "name")),
+                   100.0 * json_number_value(json_object_get(o, "sparsity")),
+                   (long long)json_integer_value(json_object_get(o, "params")));
+            const char *k;
+            json_t *mv;
+            int first = 1;
+            json_object_foreach(json_object_get(r, "modalities"), k, mv) {
+                printf("%s%s %.3f %%", first ? "" : ", ", k, 100.0 * json_number_value(json_object_get(mv, "sparsity")));
+                first = 0;
+            }
+            printf("), %.2f s", secs);
+            if (i == 0)
+                printf(" (+ load %.2f s, calibration %.2f s)", json_number_value(json_object_get(t, "load")),
+                       json_number_value(json_object_get(t, "calibration")));
+            putchar('\n');
+        }
+    }
+    return fflush(stdout) != 0 ? cli_error("cannot write to stdout") : 0;
 }
 
 /* A method of the command line: a criterion (mf_method) or a gradient-based pruner (mf_gmethod). */
@@ -595,6 +631,7 @@ int verb_prune(int argc, char **argv)
             run_name(run->name, sizeof run->name, mname, sparsities[si]);
             run->style_color = (int)mi;
             run->style_dash = (int)si;
+            run->sparsity = sparsities[si];
             if (!c.quiet)
                 fprintf(stderr, "multiflow: %s\n", run->name);
             t0 = mf_time_now();
@@ -668,14 +705,14 @@ int verb_prune(int argc, char **argv)
         goto done;
     }
     mf_fs_join(path, sizeof path, ad.tmp, "sparsity.svg");
-    if (cli_plot_sparsity(path, m, runs, n_runs, &err) || mf_atomic_dir_commit(&ad, &err)) {
+    if (cli_plot_sparsity(path, m, c.model, runs, n_runs, &err) || mf_atomic_dir_commit(&ad, &err)) {
         cli_error("%s", err.msg);
         goto done;
     }
     ad_open = false;
     if (!c.quiet)
         fprintf(stderr, "multiflow: wrote %zu pruned checkpoints to %s\n", n_runs, out);
-    rc = 0;
+    rc = print_summary(summary, c.json);
 done:
     if (ad_open)
         mf_atomic_dir_abort(&ad);

@@ -92,7 +92,15 @@ int verb_score(int argc, char **argv)
         return cli_usage_error("score", "give --image and --text, or --data (with --images)");
     if (image && data)
         return cli_usage_error("score", "--image/--text and --data are exclusive");
+    if (text && (!text[0] || strlen(text) > MF_ANN_MAX_CAPTION_BYTES)) /* the annotation captions' limits */
+        return cli_usage_error("score", "--text is %s (captions are 1 to %d bytes, as in annotation files)",
+                               text[0] ? "too long" : "empty", MF_ANN_MAX_CAPTION_BYTES);
     cli_common_finish(&c);
+    if (image) { /* a bad image is reported before the model is loaded, as with --data */
+        struct mf_err perr = {0};
+        if (mf_image_probe(image, NULL, NULL, &perr) != MF_OK)
+            return cli_error("%s", perr.msg);
+    }
 
     int rc = 1;
     struct mf_err err = {0};

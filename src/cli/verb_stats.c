@@ -2,6 +2,7 @@
  * cli/verb_stats.c: `multiflow stats`: calibration statistics only (for reuse with prune --stats),
  * or the merge of two statistics files of the same model, so calibration can be split.
  */
+#include <jansson.h>
 #include <string.h>
 
 #include "cli/prune_cli.h"
@@ -20,7 +21,28 @@ static const char help[] =
     CLI_DATA_HELP
     "  --out FILE            output file (must not exist unless --force)\n"
     "  --merge A B           add the statistics of A and B (same model)\n"
-    "  --force               replace FILE if it exists\n" CLI_COMMON_HELP;
+    "  --force               replace FILE if it exists\n"
+    "Prints what it wrote (the file, tensors, pairs; --json: one JSON object) on stdout.\n" CLI_COMMON_HELP;
+
+/* What was written, on stdout: one line, or one JSON object with --json. tensors < 0: a merge. */
+static int report(const struct cli_common *c, const char *out, int64_t tensors, int64_t pairs, const char *a,
+                  const char *b)
+{
+    if (c->json) {
+        json_t *o = tensors < 0 ? json_pack("{s:s,s:[s,s]}", "out", out, "merged", a, b)
+                                : json_pack("{s:s,s:I,s:I}", "out", out, "tensors", (json_int_t)tensors, "pairs",
+                                            (json_int_t)pairs);
+        json_dumpf(o, stdout, JSON_COMPACT);
+        fputc('\n', stdout);
+        json_decref(o);
+    } else if (tensors < 0) {
+        printf("%s: statistics of %s and %s added\n", out, a, b);
+    } else {
+        printf("%s: calibration statistics (sum of squares per input feature, F64) of %lld prunable tensors "
+               "from %lld pairs\n", out, (long long)tensors, (long long)pairs);
+    }
+    return fflush(stdout) != 0 ? cli_error("cannot write to stdout") : 0;
+}
 
 int verb_stats(int argc, char **argv)
 {
@@ -64,7 +86,7 @@ int verb_stats(int argc, char **argv)
     if (merge_a) {
         if (mf_stats_merge_files(merge_a, merge_b, out, &err))
             return cli_error("%s", err.msg);
-        return 0;
+        return report(&c, out, -1, 0, merge_a, merge_b);
     }
     int rc = 1;
     struct mf_annotations *ann = NULL;
@@ -80,7 +102,10 @@ int verb_stats(int argc, char **argv)
         cli_error("%s", err.msg);
         goto done;
     }
-    rc = 0;
+    int64_t n_t = 0;
+    for (size_t i = 0; i < mf_model_n_tensors(m); i++)
+        n_t += mf_stats_sumsq(stats, (int)i) != NULL;
+    rc = report(&c, out, n_t, mf_stats_pairs(stats), NULL, NULL);
 done:
     mf_stats_free(stats);
     mf_session_free(s);
