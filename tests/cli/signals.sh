@@ -89,22 +89,20 @@ for sig in INT TERM HUP; do
 done
 
 # --- file size limit: SIGXFSZ, and EFBIG when the signal is ignored -------------------------------
+# limited NAME VERB STATUS NEEDLE PRELUDE: VERB under 'ulimit -f 8' (8 KiB) after PRELUDE
+limited() {
+    local name=$1 verb=$2 status=$3 needle=$4 prelude=$5 w=$TMP/w/$1
+    mkdir -p "$w"
+    verb_cmd "$verb" "$w/out"
+    run_cmd "$name" bash -c "ulimit -f 8; $prelude exec \"\$@\"" _ "${CMD[@]}"
+    check "$name: status $status (was $RC)" test "$RC" -eq "$status"
+    check "$name: says '$needle' ($(cat "$ERR"))" grep -qF "$needle" "$ERR"
+    check "$name: no temporary path in the message" bash -c "! grep -q '\.mf[0-9]' '$ERR'"
+    check "$name: nothing left ($(ls -A "$w"))" test -z "$(ls -A "$w")"
+}
 for verb in prune stats grad finetune apply; do
-    w=$TMP/w/xfsz-$verb
-    mkdir -p "$w"
-    verb_cmd "$verb" "$w/out"
-    run_cmd "xfsz-$verb" bash -c 'ulimit -f 8; exec "$@"' _ "${CMD[@]}"
-    check "xfsz-$verb: status 153 (was $RC)" test "$RC" -eq 153
-    check "xfsz-$verb: says SIGXFSZ ($(cat "$ERR"))" grep -q "file size limit exceeded (SIGXFSZ" "$ERR"
-    check "xfsz-$verb: nothing left ($(ls -A "$w"))" test -z "$(ls -A "$w")"
-    w=$TMP/w/efbig-$verb
-    mkdir -p "$w"
-    verb_cmd "$verb" "$w/out"
-    run_cmd "efbig-$verb" bash -c 'ulimit -f 8; trap "" XFSZ; exec "$@"' _ "${CMD[@]}"
-    check "efbig-$verb: status 1 (was $RC)" test "$RC" -eq 1
-    check "efbig-$verb: says the write failed, file too large ($(cat "$ERR"))" grep -q "File too large" "$ERR"
-    check "efbig-$verb: no temporary path in the message" bash -c "! grep -q '\.mf[0-9]' '$ERR'"
-    check "efbig-$verb: nothing left ($(ls -A "$w"))" test -z "$(ls -A "$w")"
+    limited "xfsz-$verb" "$verb" 153 "file size limit exceeded (SIGXFSZ" ""
+    limited "efbig-$verb" "$verb" 1 "File too large (the file size limit was reached" "trap '' XFSZ;"
 done
 
 # --- SIGKILL: the temporary directory stays, recognisable; the next run removes it -----------------
@@ -116,7 +114,7 @@ MF_TEST_PAUSE=commit:5 MF_TEST_PAUSE_FILE=$TMP/flag "${CMD[@]}" >/dev/null 2>&1 
 pid=$!
 for i in $(seq 1200); do [ -e "$TMP/flag" ] && break; sleep 0.05; done
 kill -KILL "$pid"
-wait "$pid" || true
+{ wait "$pid"; } 2>/dev/null || true
 stale=$(ls -A "$w")
 check "SIGKILL leaves .out.mf$pid-XXXXXX ($stale)" bash -c "[[ '$stale' =~ ^\.out\.mf$pid-[A-Za-z0-9]{6}$ ]]"
 check "with its marker" test -f "$w/$stale/.multiflow-partial"
