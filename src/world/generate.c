@@ -15,6 +15,8 @@
  * Does not: resume a killed run (the world takes seconds), or write anything outside the temporary
  * directory before the final rename.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <png.h>
 #include <setjmp.h>
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/pool.h"
 #include "core/progress.h"
@@ -295,6 +298,23 @@ static bool png_encode(struct png_mem *m, const uint8_t *rgb, int S, png_bytep *
     return true;
 }
 
+/* One image file: open, write, close, no stdio buffer (three system calls per image). */
+static bool write_file(const char *path, const uint8_t *buf, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return false;
+    bool ok = true;
+    for (size_t done = 0; ok && done < len;) {
+        ssize_t w = write(fd, buf + done, len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        ok = w > 0;
+        done += ok ? (size_t)w : 0;
+    }
+    return close(fd) == 0 && ok;
+}
+
 #define MAX_WORKERS 256
 
 struct render_job {
@@ -332,11 +352,7 @@ static void render_kernel(void *arg, int ith, int nth)
                                       "%s: PNG encoding failed: %s", path, j->w[ith].png.msg);
             break;
         }
-        FILE *f = fopen(path, "wb");
-        bool ok = f && fwrite(j->w[ith].png.buf, 1, j->w[ith].png.len, f) == j->w[ith].png.len;
-        if (f && fclose(f) != 0)
-            ok = false;
-        if (!ok)
+        if (!write_file(path, j->w[ith].png.buf, j->w[ith].png.len))
             j->w[ith].st = mf_err_set(&j->w[ith].err, MF_ERR_IO, "%s: cannot write", path);
     }
 }
