@@ -149,5 +149,6 @@ int verb_caption(int argc, char **argv);
 int verb_world(int argc, char **argv);
 int verb_init(int argc, char **argv);
 int verb_pretrain(int argc, char **argv);
+int verb_metrics(int argc, char **argv);
 
 #endif

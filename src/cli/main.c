@@ -22,6 +22,7 @@ static const char usage[] =
     "  world     a deterministic image-caption-question world (PNG scenes, captions, questions, vocab.txt)\n"
     "  init      a randomly initialised BLIP (original layout, BLIP's init rules) from an architecture JSON\n"
     "  pretrain  BLIP pretraining (ITC with momentum encoders and queues, ITM, LM; AdamW, cosine), resumable\n"
+    "  metrics   'metrics caption': BLEU, ROUGE-L, CIDEr-D of captions made elsewhere (COCO definitions)\n"
     "\n"
     "'multiflow <verb> --help' describes a verb's options.\n";
 
@@ -65,6 +66,8 @@ int main(int argc, char **argv)
         return verb_init(argc - 1, argv + 1);
     if (strcmp(verb, "pretrain") == 0)
         return verb_pretrain(argc - 1, argv + 1);
+    if (strcmp(verb, "metrics") == 0)
+        return verb_metrics(argc - 1, argv + 1);
     fprintf(stderr, "multiflow: unknown verb '%s'\n\n%s", verb, usage);
     return 2;
 }

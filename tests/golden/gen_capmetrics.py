@@ -9,7 +9,13 @@ n-grams, empty and one-word candidates, candidates longer than every reference, 
 references, an empty reference, a one-image corpus (CIDEr's log(1) = 0), a short corpus (brevity
 penalty) and seeded random corpora.
 
-Usage: /usr/bin/python3 tests/golden/gen_capmetrics.py   (writes tests/golden/capmetrics/sets.json)
+It also writes the inputs of tests/cli/metrics.sh: cli_pred.json (30 predictions as raw text:
+capital letter, comma, final period, which the COCO tokenisation removes), cli_refs.json (their
+references as lists, plus 5 images without a prediction), cli_refs_coco.jsonl (the same references
+one record per caption, JSON Lines) and cli_expected.json (the scores of the 30 predicted images
+only, their tokenised forms through the scorers above).
+
+Usage: /usr/bin/python3 tests/golden/gen_capmetrics.py   (writes tests/golden/capmetrics/*)
 """
 import json
 import math
@@ -176,6 +182,42 @@ def random_set(seed, n_images, vocab, max_len):
     return images
 
 
+def raw(sentence):
+    """'w1 w2 w3' -> 'W1, w2 w3.': what the tokenisation must undo."""
+    w = sentence.split(" ")
+    w[0] = w[0][:1].upper() + w[0][1:]
+    if len(w) > 1:
+        w[0] += ","
+    return " ".join(w) + "."
+
+
+def write_cli_set(folder):
+    images = [(c if c else "w1", refs) for c, refs in random_set(3, 35, 12, 12)]
+    scored, extra = images[:30], images[30:]
+    names = ["val/%03d.png" % i for i in range(len(images))]
+    pred = [{"image": names[i], "caption": raw(c)} for i, (c, _) in enumerate(scored)]
+    refs = [{"image": names[i], "caption": [raw(r) for r in rs]} for i, (_, rs) in enumerate(images)]
+    b, _ = bleu(scored)
+    r, _ = rouge(scored)
+    c, _ = cider(scored)
+    with open(os.path.join(folder, "cli_pred.json"), "w") as f:
+        json.dump(pred, f, indent=1)
+        f.write("\n")
+    with open(os.path.join(folder, "cli_refs.json"), "w") as f:
+        json.dump(refs, f, indent=1)
+        f.write("\n")
+    with open(os.path.join(folder, "cli_refs_coco.jsonl"), "w") as f:
+        for rec in refs:
+            for cap in rec["caption"]:
+                f.write(json.dumps({"image": rec["image"], "caption": cap}) + "\n")
+    with open(os.path.join(folder, "cli_expected.json"), "w") as f:
+        json.dump({"images": len(scored), "bleu": b, "rouge_l": r, "cider": c}, f, indent=1)
+        f.write("\n")
+    print("cli set: %d predicted images (+%d reference-only)  BLEU-4 %.6f  ROUGE-L %.6f  CIDEr-D %.6f"
+          % (len(scored), len(extra), b[3], r, c))
+    assert len(extra) == 5
+
+
 def main():
     sets = hand_sets()
     sets.append(("random_small_vocab", random_set(1, 40, 8, 10)))
@@ -197,6 +239,7 @@ def main():
     with open(OUT, "w") as f:
         json.dump({"generator": "tests/golden/gen_capmetrics.py", "sets": out}, f, indent=1)
         f.write("\n")
+    write_cli_set(os.path.dirname(OUT))
 
 
 if __name__ == "__main__":
