@@ -307,13 +307,26 @@ static void tfidf(const struct state *s, int64_t k, const int32_t *df, double lo
         norm[o] = sqrt(sq[o]);
 }
 
+/* For each entry a of the candidate bag cb, the index of the same n-gram in rb, or -1 (a merge of
+ * the two id-sorted bags). */
+static void match_bags(const struct bag_entry *cb, int64_t ncb, const struct bag_entry *rb, int64_t nrb,
+                       int64_t *match)
+{
+    int64_t b = 0;
+    for (int64_t a = 0; a < ncb; a++) {
+        while (b < nrb && rb[b].id < cb[a].id)
+            b++;
+        match[a] = b < nrb && rb[b].id == cb[a].id ? b : -1;
+    }
+}
+
 enum mf_status mf_caption_metrics(const struct mf_caption_set *set, struct mf_caption_metrics *out,
                                   double *per_image, struct mf_err *err)
 {
     enum mf_status st = MF_OK;
     struct state s = {0};
     int64_t N = set->n_images, R = set->n_refs;
-    int64_t *ref_off = NULL, *ref_list = NULL, *row = NULL, *maxc = NULL;
+    int64_t *ref_off = NULL, *ref_list = NULL, *row = NULL, *maxc = NULL, *match = NULL;
     int32_t *ids = NULL, *df = NULL, *seen = NULL;
     char *tokbuf = NULL;
     double *wt = NULL, *img_scores = NULL;
@@ -399,9 +412,10 @@ enum mf_status mf_caption_metrics(const struct mf_caption_set *set, struct mf_ca
         max_tok = MF_MAX(max_tok, s.tok_off[k + 1] - s.tok_off[k]);
     }
     maxc = mf_malloc(((size_t)max_bag + 1) * sizeof *maxc);
+    match = mf_malloc(((size_t)max_bag + 1) * sizeof *match);
     row = mf_malloc(((size_t)max_tok + 2) * sizeof *row);
     wt = mf_malloc(((size_t)max_bag + 1) * 2 * sizeof *wt);
-    if (!maxc || !row || !wt)
+    if (!maxc || !match || !row || !wt)
         goto nomem;
     const double tiny = 1e-15, small = 1e-9;
     int64_t tot_guess[NGRAM] = {0}, tot_correct[NGRAM] = {0}, tot_test = 0, tot_ref = 0;
@@ -421,17 +435,10 @@ enum mf_status mf_caption_metrics(const struct mf_caption_set *set, struct mf_ca
                 reflen = rl;
             const struct bag_entry *rb = s.bag + s.bag_off[k];
             int64_t nrb = s.bag_off[k + 1] - s.bag_off[k];
-            for (int64_t a = 0, b = 0; a < ncb && b < nrb;) {
-                if (cb[a].id < rb[b].id) {
-                    a++;
-                } else if (cb[a].id > rb[b].id) {
-                    b++;
-                } else {
-                    maxc[a] = MF_MAX(maxc[a], rb[b].count);
-                    a++;
-                    b++;
-                }
-            }
+            match_bags(cb, ncb, rb, nrb, match);
+            for (int64_t a = 0; a < ncb; a++)
+                if (match[a] >= 0)
+                    maxc[a] = MF_MAX(maxc[a], rb[match[a]].count);
         }
         int64_t correct[NGRAM] = {0}, guess[NGRAM];
         for (int64_t j = 0; j < ncb; j++)
@@ -514,17 +521,10 @@ enum mf_status mf_caption_metrics(const struct mf_caption_set *set, struct mf_ca
             const struct bag_entry *rb = s.bag + s.bag_off[k];
             int64_t nrb = s.bag_off[k + 1] - s.bag_off[k];
             double val[NGRAM] = {0};
-            for (int64_t a = 0, b = 0; a < ncb && b < nrb;) {
-                if (cb[a].id < rb[b].id) {
-                    a++;
-                } else if (cb[a].id > rb[b].id) {
-                    b++;
-                } else {
-                    val[s.order[cb[a].id]] += MF_MIN(wc[a], wr[b]) * wr[b];
-                    a++;
-                    b++;
-                }
-            }
+            match_bags(cb, ncb, rb, nrb, match);
+            for (int64_t a = 0; a < ncb; a++)
+                if (match[a] >= 0)
+                    val[s.order[cb[a].id]] += MF_MIN(wc[a], wr[match[a]]) * wr[match[a]];
             double delta = lc - lr;
             for (int o = 0; o < NGRAM; o++) {
                 if (nc[o] != 0 && nr[o] != 0)
@@ -562,6 +562,7 @@ fail:
     mf_free(seen);
     mf_free(df);
     mf_free(row);
+    mf_free(match);
     mf_free(maxc);
     mf_free(ids);
     mf_free(tokbuf);
