@@ -160,6 +160,8 @@ enum mf_status mf_blip_orig_config(struct mf_model *m, const struct mf_model_opt
     t->eps = 1e-12f;
     t->n_head = o->n_head_text > 0 ? o->n_head_text : MF_MAX(1, t->d / 64);
     const struct mf_model_tensor *vp = get(m, "vision_proj.weight");
+    if (!vp || vp->ndim != 2)
+        vp = get(m, "text_proj.weight"); /* a missing vision_proj is reported by the completeness check */
     m->info.proj_dim = vp && vp->ndim == 2 ? vp->shape[0] : 0;
     m->info.config_source = "inferred from tensor shapes";
     return MF_OK;

@@ -531,6 +531,30 @@ static void layer_prefix(const struct mf_name_rule *r, char *buf, size_t n)
 
 static bool starts_with(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
 
+/* Whether def binds a tensor called name (in m's towers and layer counts): an orphaned copy of such
+ * a tensor is not reported, the absence of the original is. */
+static bool is_wanted(const struct mf_model *m, const struct mf_layout_def *def, const char *name)
+{
+    char prefix[256];
+    for (size_t i = 0; i < def->n_rules; i++) {
+        const struct mf_name_rule *r = &def->rules[i];
+        if (!tower_present(m, r->tower))
+            continue;
+        int64_t l = 0;
+        if (r->scope != MF_SCOPE_MODEL) {
+            layer_prefix(r, prefix, sizeof prefix);
+            if ((l = mf_layout_layer_index(name, prefix)) < 0 || l >= scope_layers(m, r->scope))
+                continue;
+        }
+        struct wanted w[2];
+        int n_req, n = rule_wants(m, r, l, w, &n_req);
+        for (int k = 0; k < n; k++)
+            if (strcmp(w[k].name, name) == 0)
+                return true;
+    }
+    return false;
+}
+
 /* Alias (momentum) prefixes present in part: every expected tensor under the target prefix needs
  * its copy, and every copy its original with the same shape. */
 static void check_aliases(const struct mf_model *m, const struct mf_layout_def *def, const bool *expected,
@@ -549,11 +573,12 @@ static void check_aliases(const struct mf_model *m, const struct mf_layout_def *
             if (starts_with(t->name, from)) {
                 snprintf(twin, sizeof twin, "%s%s", to, t->name + strlen(from));
                 int j = mf_model_find(m, twin);
-                if (j < 0) {
+                if (j < 0 && !is_wanted(m, def, twin)) {
                     report_add(rep, &rep->n_unexpected, "unexpected '%s' (a copy of '%s', which is absent)", t->name,
                                twin);
-                } else if (m->tensors[j].ndim != t->ndim ||
-                           memcmp(m->tensors[j].shape, t->shape, sizeof(int64_t) * (size_t)t->ndim) != 0) {
+                } else if (j >= 0 &&
+                           (m->tensors[j].ndim != t->ndim ||
+                            memcmp(m->tensors[j].shape, t->shape, sizeof(int64_t) * (size_t)t->ndim) != 0)) {
                     char got[96], want[96];
                     mf_shape_str(got, sizeof got, t->ndim, t->shape);
                     mf_shape_str(want, sizeof want, m->tensors[j].ndim, m->tensors[j].shape);
