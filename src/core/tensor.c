@@ -127,22 +127,29 @@ void mf_convert_to_f32(float *dst, const void *src, enum mf_dtype dt, int64_t n)
     }
 }
 
-/* Non-finite = exponent bits all ones. Blocks of 1024 elements OR a per-element flag together (a
- * loop the compiler vectorises); only a flagged block is rescanned for the position. */
-#define NONFINITE_SCAN(T, MASK, p, n)                                                                             \
+/* Non-finite = exponent bits all ones, so (u & EXP) + LOW carries into the sign bit exactly then
+ * (LOW = the exponent's lowest bit). Full blocks of 1024 OR that sum together (add/and/or with a
+ * constant trip count: the compiler vectorises it); only a flagged block or the tail is scanned
+ * element by element for the position. */
+#define NONFINITE_SCAN(T, EXP, LOW, p, n)                                                                         \
     do {                                                                                                          \
+        const T top = (T)((EXP) + (LOW));                                                                         \
         for (int64_t i0 = 0; i0 < (n); i0 += 1024) {                                                              \
             const int64_t m = (n) - i0 < 1024 ? (n) - i0 : 1024;                                                  \
-            unsigned bad = 0;                                                                                     \
+            if (m == 1024) {                                                                                      \
+                T acc = 0;                                                                                        \
+                for (int j = 0; j < 1024; j++) {                                                                  \
+                    T u;                                                                                          \
+                    memcpy(&u, (p) + (size_t)(i0 + j) * sizeof(T), sizeof(T));                                    \
+                    acc |= (T)((u & (EXP)) + (LOW));                                                              \
+                }                                                                                                 \
+                if (!(acc & top & ~(T)(EXP)))                                                                     \
+                    continue;                                                                                     \
+            }                                                                                                     \
             for (int64_t j = 0; j < m; j++) {                                                                     \
                 T u;                                                                                              \
                 memcpy(&u, (p) + (size_t)(i0 + j) * sizeof(T), sizeof(T));                                        \
-                bad |= (u & (MASK)) == (MASK);                                                                    \
-            }                                                                                                     \
-            for (int64_t j = 0; bad && j < m; j++) {                                                              \
-                T u;                                                                                              \
-                memcpy(&u, (p) + (size_t)(i0 + j) * sizeof(T), sizeof(T));                                        \
-                if ((u & (MASK)) == (MASK))                                                                       \
+                if ((u & (EXP)) == (EXP))                                                                         \
                     return i0 + j;                                                                                \
             }                                                                                                     \
         }                                                                                                         \
@@ -152,9 +159,9 @@ int64_t mf_find_nonfinite(const void *src, enum mf_dtype dt, int64_t n)
 {
     const unsigned char *p = src;
     switch (dt) {
-    case MF_DTYPE_F32: NONFINITE_SCAN(uint32_t, 0x7f800000u, p, n); break;
-    case MF_DTYPE_F16: NONFINITE_SCAN(uint16_t, 0x7c00u, p, n); break;
-    case MF_DTYPE_BF16: NONFINITE_SCAN(uint16_t, 0x7f80u, p, n); break;
+    case MF_DTYPE_F32: NONFINITE_SCAN(uint32_t, 0x7f800000u, 0x00800000u, p, n); break;
+    case MF_DTYPE_F16: NONFINITE_SCAN(uint16_t, 0x7c00u, 0x0400u, p, n); break;
+    case MF_DTYPE_BF16: NONFINITE_SCAN(uint16_t, 0x7f80u, 0x0080u, p, n); break;
     case MF_DTYPE_F64:
         for (int64_t i = 0; i < n; i++) {
             double d;

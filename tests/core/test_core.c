@@ -167,12 +167,64 @@ static void test_status(void **state)
     assert_string_equal(mf_status_str(MF_ERR_NOMEM), "out of memory");
 }
 
+/* mf_find_nonfinite: every dtype, NaN / +inf / -inf at the first, last and block-boundary positions
+ * and in the tail; finite extremes (max, denormals, -0) never flagged; F64 beyond the f32 range is. */
+static void test_find_nonfinite(void **state)
+{
+    (void)state;
+    enum { N = 2500 }; /* two full 1024-blocks and a tail */
+    static const int64_t pos[] = {0, 1, 1023, 1024, 2047, 2048, 2499};
+    static float f[N];
+    static uint16_t h[N], bf[N];
+    static double d[N];
+    for (int i = 0; i < N; i++) {
+        float v = i % 4 == 0 ? 3.4028235e38f : i % 4 == 1 ? -1e-45f : i % 4 == 2 ? -0.0f : 1.5f;
+        f[i] = v;
+        h[i] = mf_f32_to_f16(i % 2 ? 65504.0f : -6e-8f);
+        bf[i] = i % 4 == 0 ? 0x7f7f : mf_f32_to_bf16(v); /* FLT_MAX rounds to inf in bf16 */
+        d[i] = i % 2 ? 3.4e38 : -1e-300;
+    }
+    assert_int_equal(mf_find_nonfinite(f, MF_DTYPE_F32, N), -1);
+    assert_int_equal(mf_find_nonfinite(h, MF_DTYPE_F16, N), -1);
+    assert_int_equal(mf_find_nonfinite(bf, MF_DTYPE_BF16, N), -1);
+    assert_int_equal(mf_find_nonfinite(d, MF_DTYPE_F64, N), -1);
+    assert_int_equal(mf_find_nonfinite(f, MF_DTYPE_I32, N), -1);
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t k = 0; k < MF_ARRAY_LEN(pos); k++)
+        for (size_t b = 0; b < 3; b++) {
+            int64_t p = pos[k];
+            float f0 = f[p];
+            uint16_t h0 = h[p], bf0 = bf[p];
+            double d0 = d[p];
+            f[p] = bad[b];
+            h[p] = mf_f32_to_f16(bad[b]);
+            bf[p] = mf_f32_to_bf16(bad[b]);
+            d[p] = (double)bad[b];
+            assert_int_equal(mf_find_nonfinite(f, MF_DTYPE_F32, N), p);
+            assert_int_equal(mf_find_nonfinite(h, MF_DTYPE_F16, N), p);
+            assert_int_equal(mf_find_nonfinite(bf, MF_DTYPE_BF16, N), p);
+            assert_int_equal(mf_find_nonfinite(d, MF_DTYPE_F64, N), p);
+            assert_int_equal(mf_find_nonfinite(f, MF_DTYPE_F32, p), -1); /* before it */
+            /* unaligned: one byte into a buffer */
+            static unsigned char u[4 * N + 1];
+            memcpy(u + 1, f, sizeof f);
+            assert_int_equal(mf_find_nonfinite(u + 1, MF_DTYPE_F32, N), p);
+            f[p] = f0;
+            h[p] = h0;
+            bf[p] = bf0;
+            d[p] = d0;
+        }
+    d[7] = 1e300; /* finite in F64, inf once converted to f32 */
+    assert_int_equal(mf_find_nonfinite(d, MF_DTYPE_F64, N), 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_half_roundtrip), cmocka_unit_test(test_arena),
         cmocka_unit_test(test_pool),           cmocka_unit_test(test_rng),
         cmocka_unit_test(test_alloc_fail),     cmocka_unit_test(test_status),
+        cmocka_unit_test(test_find_nonfinite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
