@@ -71,30 +71,15 @@ enum mf_status mf_losses_parse(const char *list, unsigned *bits, struct mf_err *
     return MF_OK;
 }
 
-static const struct mf_model_tensor *find_tensor(const struct mf_model *m, const char *name)
-{
-    for (size_t i = 0; i < m->n_tensors; i++)
-        if (strcmp(m->tensors[i].name, name) == 0)
-            return &m->tensors[i];
-    return NULL;
-}
-
-static int64_t numel_of(const struct mf_model_tensor *t)
-{
-    int64_t n = 1;
-    for (int i = 0; i < t->ndim; i++)
-        n *= t->shape[i]; /* shapes were checked against the file size by the reader */
-    return n;
-}
-
 static enum mf_status load_temp(struct mf_losses *L, struct mf_err *err)
 {
-    const struct mf_model_tensor *t = find_tensor(L->m, "temp");
+    const int ti = mf_model_find(L->m, "temp");
+    const struct mf_model_tensor *t = ti >= 0 ? &L->m->tensors[ti] : NULL;
     L->temp = TEMP_DEFAULT;
     L->has_temp = false;
     if (!t)
         return MF_OK;
-    if (!mf_dtype_is_float(t->dtype) || numel_of(t) != 1)
+    if (!mf_dtype_is_float(t->dtype) || t->nbytes != mf_dtype_size(t->dtype))
         return mf_err_set(err, MF_ERR_SHAPE, "%s: tensor 'temp' must be one floating-point value (%d dims)",
                           L->m->path, t->ndim);
     float v;

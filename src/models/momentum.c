@@ -53,19 +53,11 @@ struct mf_momentum {
 
 static const struct mf_model_tensor *find(const struct mf_model *m, const char *name)
 {
-    for (size_t i = 0; i < m->n_tensors; i++)
-        if (strcmp(m->tensors[i].name, name) == 0)
-            return &m->tensors[i];
-    return NULL;
+    int i = mf_model_find(m, name);
+    return i >= 0 ? &m->tensors[i] : NULL;
 }
 
-static int64_t numel_of(const struct mf_model_tensor *t)
-{
-    int64_t n = 1;
-    for (int k = 0; k < t->ndim; k++)
-        n *= t->shape[k]; /* checked against the file size by the reader */
-    return n;
-}
+static int64_t numel_of(const struct mf_model_tensor *t) { return (int64_t)(t->nbytes / mf_dtype_size(t->dtype)); }
 
 static bool same_shape(const struct mf_model_tensor *a, const struct mf_model_tensor *b)
 {
