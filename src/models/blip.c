@@ -43,17 +43,6 @@ static const char unused_role[] = "unused";
 
 /* ---- configuration ---------------------------------------------------------------------- */
 
-/* Whether any tensor name starts with prefix: a tower counts as present if any of its tensors is,
- * so a partial tower is reported by the binder as a missing tensor rather than silently dropped. */
-static bool has_prefix(const struct mf_model *m, const char *prefix)
-{
-    size_t n = strlen(prefix);
-    for (size_t i = 0; i < m->n_tensors; i++)
-        if (strncmp(m->tensors[i].name, prefix, n) == 0)
-            return true;
-    return false;
-}
-
 /* Reads an integer / number field with a default; a present field of the wrong type is an error. */
 static enum mf_status json_int(json_t *obj, const char *key, int64_t def, int64_t *out, const char *file,
                                struct mf_err *err)
@@ -159,7 +148,7 @@ static enum mf_status config_hf(struct mf_model *m, const char *dir, const struc
                                 !m->info.has_text_encoder ? "text encoder (text_encoder.*)" : "ITM head (itm_head.*)");
                 goto done;
             }
-            if (strcmp(an, "BlipForConditionalGeneration") == 0 && !has_prefix(m, "text_decoder.")) {
+            if (strcmp(an, "BlipForConditionalGeneration") == 0 && !mf_model_has_prefix(m, "text_decoder.")) {
                 st = mf_err_set(err, MF_ERR_MISSING,
                                 "%s: declares BlipForConditionalGeneration but the checkpoint lacks its text decoder "
                                 "(text_decoder.*)",
@@ -170,7 +159,7 @@ static enum mf_status config_hf(struct mf_model *m, const char *dir, const struc
     }
     /* The configured vocabulary is the embedding table's height (the vocabulary file is checked
      * against the same rows in load_vocab) */
-    const char *wn = has_prefix(m, "text_encoder.") ? "text_encoder.embeddings.word_embeddings.weight"
+    const char *wn = m->info.has_text_encoder ? "text_encoder.embeddings.word_embeddings.weight"
                                                      : "text_decoder.bert.embeddings.word_embeddings.weight";
     int wi = mf_model_find(m, wn);
     if (wi >= 0 && m->tensors[wi].ndim == 2 && m->tensors[wi].shape[0] != t->vocab) {

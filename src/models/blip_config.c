@@ -18,9 +18,7 @@
 
 static bool has(const struct mf_model *m, const char *name) { return mf_model_find(m, name) >= 0; }
 
-/* Whether any tensor name starts with prefix: a tower counts as present if any of its tensors is,
- * so a partial tower is reported as missing tensors rather than silently dropped. */
-static bool has_prefix(const struct mf_model *m, const char *prefix)
+bool mf_model_has_prefix(const struct mf_model *m, const char *prefix)
 {
     size_t n = strlen(prefix);
     for (size_t i = 0; i < m->n_tensors; i++)
@@ -81,12 +79,13 @@ enum mf_status mf_blip_detect(struct mf_model *m, const struct mf_model_opts *o,
     }
     info->layout_name = (*def)->name;
     info->has_vision = true;
-    info->has_text_encoder = has_prefix(m, "text_encoder.");
-    info->has_decoder = o->load_decoder && has_prefix(m, "text_decoder.");
+    info->has_text_encoder = mf_model_has_prefix(m, "text_encoder.");
+    info->has_decoder = o->load_decoder && mf_model_has_prefix(m, "text_decoder.");
     /* A head counts as present when any of its tensors is, so a half-present head is incomplete. */
-    info->has_itc = info->has_text_encoder && (has_prefix(m, "vision_proj.") || has_prefix(m, "text_proj."));
-    info->has_itm = info->has_text_encoder && has_prefix(m, "itm_head.");
-    info->has_momentum = has_prefix(m, "visual_encoder_m.");
+    info->has_itc = info->has_text_encoder &&
+                    (mf_model_has_prefix(m, "vision_proj.") || mf_model_has_prefix(m, "text_proj."));
+    info->has_itm = info->has_text_encoder && mf_model_has_prefix(m, "itm_head.");
+    info->has_momentum = mf_model_has_prefix(m, "visual_encoder_m.");
     return MF_OK;
 }
 

@@ -84,6 +84,9 @@ enum mf_status mf_layout_check_finite(const struct mf_model *m, struct mf_err *e
 
 /* blip_config.c: BLIP layout detection and configuration from the tensor list alone (m->tensors and
  * m->by_name; no file access), shared by mf_model_load and the fuzz target. */
+/* Whether any tensor name starts with prefix: a tower counts as present if any of its tensors is,
+ * so a partial tower is reported as missing tensors rather than silently dropped. */
+bool mf_model_has_prefix(const struct mf_model *m, const char *prefix);
 /* Detects the layout (HF or original) and which towers are present; *def = its name table. */
 enum mf_status mf_blip_detect(struct mf_model *m, const struct mf_model_opts *o, const struct mf_layout_def **def,
                               struct mf_err *err);
