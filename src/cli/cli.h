@@ -21,7 +21,7 @@ struct cli_common {
     int heads_vision, heads_text;
     enum mf_itm_token itm_token;
     enum mf_clean clean;
-    int max_tokens;
+    int max_tokens; /* --max-tokens; 0 until cli_load_model sets the model's default */
     int batch;
     int64_t pairs; /* 0 = all */
     bool json, quiet, progress, no_progress;
@@ -86,7 +86,8 @@ enum {
     "                        layout, cls for Hugging Face)\n"                                                   \
     "  --caption-clean none|blip|multiflow   caption cleaning (default: blip for the original layout,\n"       \
     "                        none for Hugging Face)\n"                                                          \
-    "  --max-tokens N        text length incl. [CLS]/[SEP], padded (default 35)\n"                           \
+    "  --max-tokens N        text length incl. [CLS]/[SEP], padded (default 35, or the model's text\n"      \
+    "                        positions if fewer; more than the positions is an error)\n"                       \
     "  --batch N             pairs per forward pass (default 8)\n"                                             \
     "  --pairs N             use only the first N pairs of --data\n"                                          \
     "  --json                machine-readable output\n"                                                       \
@@ -100,8 +101,9 @@ void cli_common_init(struct cli_common *c);
 int cli_common_option(struct cli_common *c, int opt, const char *arg);
 /* Applies progress settings. */
 void cli_common_finish(struct cli_common *c);
-/* Loads the model named by --model with the common options; prints the error and returns NULL. */
-struct mf_model *cli_load_model(const struct cli_common *c);
+/* Loads the model named by --model with the common options and sets c->max_tokens to the model's
+ * text length (--max-tokens, else min(35, text positions)); prints the error and returns NULL. */
+struct mf_model *cli_load_model(struct cli_common *c);
 
 /* The default branch of a verb's option switch: a common option, or an "unknown option" usage
  * error. Returns 0 when handled, else the exit status (2). */
