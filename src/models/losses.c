@@ -39,6 +39,7 @@ struct mf_losses {
     bool has_temp;
     struct mf_momentum *mo; /* queues and momentum encoders; NULL when neither ITC nor ITM runs */
     enum mf_momentum_mode momentum;
+    int64_t lm_prompt_len; /* LM targets start at this position (captioning prompt), >= 0 */
 };
 
 enum mf_status mf_losses_parse(const char *list, unsigned *bits, struct mf_err *err)
@@ -135,6 +136,7 @@ enum mf_status mf_losses_create(const struct mf_model *m, const struct mf_losses
     L->neg = o->negatives;
     L->seed = o->seed;
     L->momentum = o->momentum;
+    L->lm_prompt_len = o->lm_prompt_len > 0 ? o->lm_prompt_len : 0;
     if ((st = load_temp(L, err)))
         goto fail;
     if ((sel & (MF_LOSS_ITC | MF_LOSS_ITM)) &&
@@ -459,17 +461,19 @@ enum mf_status mf_losses_batch(struct mf_losses *L, struct mf_session *s, uint64
             (st = mf_lm_forward(s, hd, BT, lg, &la, err)))
             return st;
         int64_t n_tgt = 0;
+        const int64_t t0 = L->lm_prompt_len > 1 ? L->lm_prompt_len - 1 : 0; /* first logit row with a target */
         for (int64_t b = 0; b < B; b++)
-            for (int64_t t = 0; t + 1 < T; t++)
+            for (int64_t t = t0; t + 1 < T; t++)
                 n_tgt += mask[b * T + t + 1] != 0;
         if (n_tgt == 0)
-            return mf_err_set(err, MF_ERR_ARG, "the LM loss has no target tokens (every caption is one token long)");
+            return mf_err_set(err, MF_ERR_ARG, "the LM loss has no target tokens (every caption is %s)",
+                              t0 ? "the prompt alone" : "one token long");
         double loss = 0;
         const double eps = LABEL_SMOOTHING;
         for (int64_t b = 0; b < B; b++)
             for (int64_t t = 0; t < T; t++) {
                 float *row = lg + (b * T + t) * V;
-                if (t + 1 >= T || !mask[b * T + t + 1]) {
+                if (t < t0 || t + 1 >= T || !mask[b * T + t + 1]) {
                     memset(row, 0, (size_t)V * sizeof *row);
                     continue;
                 }

@@ -51,6 +51,9 @@ struct mf_losses_opts {
     enum mf_itm_negatives negatives;
     uint64_t seed;
     enum mf_momentum_mode momentum;  /* 0 = on */
+    int64_t lm_prompt_len;           /* LM: positions below this are not targets (BLIP_Decoder's
+                                        prompt_length: [DEC] + the prompt's pieces; 0 = every real
+                                        token after the first) */
 };
 
 struct mf_loss_values {

@@ -101,20 +101,42 @@ static void visit_itc_itm(struct mf_model *m, visit_fn f, void *ud)
         visit_lin(&m->itm_head, f, ud);
 }
 
+/* The text decoder and its LM head. */
+static void visit_decoder(struct mf_model *m, visit_fn f, void *ud)
+{
+    visit_bert(&m->dec, f, ud);
+    visit_lin(&m->lm.dense, f, ud);
+    visit_ln(&m->lm.ln, f, ud);
+    visit_raw(&m->lm.dec_w, m->lm.dec_wi, f, ud);
+    /* dec_b_alt is the same bias under its alias name: it follows dec_b when they were one */
+    bool same = m->lm.dec_b_alt && m->lm.dec_b_alt == m->lm.dec_b;
+    visit_raw(&m->lm.dec_b, m->lm.dec_bi, f, ud);
+    if (same)
+        m->lm.dec_b_alt = m->lm.dec_b;
+}
+
 static void visit_all(struct mf_model *m, visit_fn f, void *ud)
 {
     visit_itc_itm(m, f, ud);
-    if (m->info.has_decoder) {
-        visit_bert(&m->dec, f, ud);
-        visit_lin(&m->lm.dense, f, ud);
-        visit_ln(&m->lm.ln, f, ud);
-        visit_raw(&m->lm.dec_w, m->lm.dec_wi, f, ud);
-        /* dec_b_alt is the same bias under its alias name: it follows dec_b when they were one */
-        bool same = m->lm.dec_b_alt && m->lm.dec_b_alt == m->lm.dec_b;
-        visit_raw(&m->lm.dec_b, m->lm.dec_bi, f, ud);
-        if (same)
-            m->lm.dec_b_alt = m->lm.dec_b;
+    if (m->info.has_decoder)
+        visit_decoder(m, f, ud);
+}
+
+/* The towers of MF_TRAIN_* bits. */
+static void visit_towers(struct mf_model *m, unsigned towers, visit_fn f, void *ud)
+{
+    if ((towers & MF_TRAIN_VISION) && m->info.has_vision)
+        visit_vit(&m->vision, f, ud);
+    if ((towers & MF_TRAIN_TEXT) && m->info.has_text_encoder)
+        visit_bert(&m->text, f, ud);
+    if ((towers & MF_TRAIN_ITC) && m->info.has_itc) {
+        visit_lin(&m->vision_proj, f, ud);
+        visit_lin(&m->text_proj, f, ud);
     }
+    if ((towers & MF_TRAIN_ITM) && m->info.has_itm)
+        visit_lin(&m->itm_head, f, ud);
+    if ((towers & MF_TRAIN_DECODER) && m->info.has_decoder)
+        visit_decoder(m, f, ud);
 }
 
 /* ---- weight override ----------------------------------------------------------------------- */
@@ -171,7 +193,7 @@ struct mf_trainer {
 
 struct mf_train_opts mf_train_opts_default(void)
 {
-    struct mf_train_opts o = {1e-5, 0.05, 0.9, 0.999, 1e-8, 0.0, 0, 1, MF_LR_LINEAR, 0.0, false};
+    struct mf_train_opts o = {1e-5, 0.05, 0.9, 0.999, 1e-8, 0.0, 0, 1, MF_LR_LINEAR, 0.0, false, 0u};
     return o;
 }
 
@@ -248,14 +270,17 @@ enum mf_status mf_trainer_create(struct mf_model *m, const uint8_t *const *masks
     tr->n = n;
     tr->temp_i = -1;
     tr->temp_default = TEMP_DEFAULT;
-    if (o->all_towers)
+    if (o->towers)
+        visit_towers(m, o->towers, mark_one, own);
+    else if (o->all_towers)
         visit_all(m, mark_one, own);
     else
         visit_itc_itm(m, mark_one, own);
+    const bool temp_trains = o->towers ? (o->towers & MF_TRAIN_ITC) && m->info.has_itc
+                                       : m->info.has_itc || m->info.has_itm;
     for (size_t i = 0; i < n; i++) {
         const struct mf_model_tensor *t = &m->tensors[i];
-        if (strcmp(t->name, "temp") == 0 && mf_dtype_is_float(t->dtype) && tensor_numel(t) == 1 &&
-            (m->info.has_itc || m->info.has_itm)) {
+        if (strcmp(t->name, "temp") == 0 && mf_dtype_is_float(t->dtype) && tensor_numel(t) == 1 && temp_trains) {
             tr->temp_i = (int)i;
             own[i] = true;
         }

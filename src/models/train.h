@@ -71,6 +71,19 @@ struct mf_train_opts {
     double min_lr;        /* floor of the decay (cosine; linear decays to 0 and ignores it) */
     bool all_towers;      /* also train the text decoder's own tensors and the LM head (pretraining:
                              every tensor a loss reaches); false = the ITC+ITM towers only */
+    unsigned towers;      /* MF_TRAIN_* bits naming the towers that train (a downstream task's model,
+                             e.g. captioning = VISION | DECODER); 0 = as all_towers says */
+};
+
+/* Towers for mf_train_opts.towers. A tied tensor trains when any tower that reads it trains (the
+ * original layout's decoder shares its embeddings, cross-attention and FFN with the text encoder's
+ * tensors, which then train through the decoder). 'temp' trains only with MF_TRAIN_ITC. */
+enum {
+    MF_TRAIN_VISION = 1u,  /* ViT */
+    MF_TRAIN_TEXT = 2u,    /* text encoder */
+    MF_TRAIN_ITC = 4u,     /* vision_proj, text_proj, temp */
+    MF_TRAIN_ITM = 8u,     /* itm_head */
+    MF_TRAIN_DECODER = 16u /* text decoder and LM head */
 };
 
 struct mf_train_opts mf_train_opts_default(void);

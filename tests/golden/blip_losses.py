@@ -181,19 +181,23 @@ def itm_loss(P, cfg, image_embeds, ids, mask, neg_img, neg_txt, first=None):
     return F.cross_entropy(logits, labels), logits
 
 
-def lm_targets(ids, mask):
-    """Targets for logits at t = 0..L-2: ids[t+1] where mask[t+1] == 1, else -100."""
+def lm_targets(ids, mask, prompt_len=0):
+    """Targets for logits at t = 0..L-2: ids[t+1] where mask[t+1] == 1, else -100. prompt_len:
+    BLIP_Decoder's captioning rule decoder_targets[:, :prompt_length] = -100 (before the shift),
+    so the prompt's tokens ([DEC] + its pieces) are never targets."""
     t = ids[:, 1:].long().clone()
     t[mask[:, 1:] == 0] = -100
+    if prompt_len > 1:
+        t[:, :prompt_len - 1] = -100
     return t
 
 
-def lm_loss(P, cfg, image_embeds, ids, mask):
+def lm_loss(P, cfg, image_embeds, ids, mask, prompt_len=0):
     """Label-smoothed (0.1) cross-entropy of the decoder's next-token logits, mean over all target
     tokens of the batch. Written out (smoothing spreads 0.1 uniformly over all V classes, the
     target included) and cross-checked against F.cross_entropy."""
     logits = R.decoder(P, cfg, ids, mask, image_embeds)[:, :-1]  # [B, L-1, V]
-    tgt = lm_targets(ids, mask)
+    tgt = lm_targets(ids, mask, prompt_len)
     lp = F.log_softmax(logits, dim=-1)
     keep = tgt != -100
     nll = -lp[keep].gather(1, tgt[keep].unsqueeze(1)).squeeze(1)
@@ -207,11 +211,12 @@ def lm_loss(P, cfg, image_embeds, ids, mask):
 
 
 def batch_losses(P, cfg, images, ids, mask, losses=("itc", "itm", "lm"), neg_mode="hardest",
-                 neg_img=None, neg_txt=None, itc_cols=None, mom=None):
+                 neg_img=None, neg_txt=None, itc_cols=None, mom=None, lm_prompt_len=0):
     """One batch. P: parameter dict (leaves from tie_params plus non-parameters such as queues);
     images [B,3,R,R] float64, ids/mask [B,L]. neg_mode 'hardest', or 'given' with neg_img/neg_txt
     lists; itc_cols: fixed ITC columns (see itc_loss); mom: a Momentum state, advanced by this
-    batch (update, its features as the columns, its queues, enqueue after). -> dict with the
+    batch (update, its features as the columns, its queues, enqueue after); lm_prompt_len: the
+    captioning prompt's length (lm_targets). -> dict with the
     selected loss tensors, 'neg_img', 'neg_txt', 'temp_leaf' and 'itc_cols' (the columns used)."""
     out = {}
     temp, temp_leaf = temperature(P)
@@ -241,5 +246,5 @@ def batch_losses(P, cfg, images, ids, mask, losses=("itc", "itm", "lm"), neg_mod
         out["itm"], _ = itm_loss(P, cfg, image_embeds, ids, mask, neg_img, neg_txt)
         out["neg_img"], out["neg_txt"] = neg_img, neg_txt
     if "lm" in losses:
-        out["lm"] = lm_loss(P, cfg, image_embeds, ids, mask)
+        out["lm"] = lm_loss(P, cfg, image_embeds, ids, mask, lm_prompt_len)
     return out

@@ -1,5 +1,6 @@
 """Writes the gradient goldens of BLIP's pretraining losses. Run by hand from the repository root:
-    /usr/bin/python3 tests/golden/gen_grads.py          (add --check for a finite-difference spot check)
+    /usr/bin/python3 tests/golden/gen_grads.py          (add --check for a finite-difference spot check;
+                                                         --caption-only: just the captioning files)
 
 What it does: for the fixtures tests/golden/blip/orig-f32 (queues, temp, tied decoder, momentum
 copies), hf-itm-f32 (no decoder, no queues, no temp) and hf-cap-f32 (decoder only, sharded, LM
@@ -87,12 +88,23 @@ def supported(P):
         (["lm"] if R.has_decoder(P) else [])
 
 
-def run(params, cfg, images, ids, mask, loss):
+def run(params, cfg, images, ids, mask, loss, lm_prompt_len=0):
     for t in params.values():
         t.grad = None
-    out = BL.batch_losses(params, cfg, images, ids, mask, losses=(loss,))
+    out = BL.batch_losses(params, cfg, images, ids, mask, losses=(loss,), lm_prompt_len=lm_prompt_len)
     out[loss].backward()
     return out
+
+
+def add_gradients(T, names, aliases, params, out):
+    """T[raw name] = the float32 gradient of every trainable tensor (zeros where the loss does not
+    reach it), under the first non-alias checkpoint name."""
+    for raw, canon in names:
+        if canon in aliases or not BL.is_parameter(canon):
+            continue
+        leaf = out["temp_leaf"] if canon == "temp" else params[canon]
+        gr = leaf.grad
+        T[raw] = (torch.zeros(list(leaf.shape), dtype=torch.float64) if gr is None else gr).to(torch.float32)
 
 
 def gen(fixture):
@@ -109,16 +121,7 @@ def gen(fixture):
         if loss == "itm":
             T["neg_img"] = torch.tensor(out["neg_img"], dtype=torch.int32)
             T["neg_txt"] = torch.tensor(out["neg_txt"], dtype=torch.int32)
-        for raw, canon in names:
-            if canon in aliases or not BL.is_parameter(canon):
-                continue
-            if canon == "temp":
-                leaf = out["temp_leaf"]
-            else:
-                leaf = params[canon]
-            gr = leaf.grad
-            shape = list(leaf.shape)
-            T[raw] = (torch.zeros(shape, dtype=torch.float64) if gr is None else gr).to(torch.float32)
+        add_gradients(T, names, aliases, params, out)
         results[loss] = (T, out)
     to_raw = {c: r for r, c in names}
     alias_meta = ",".join("%s=%s" % (to_raw.get(a, a), to_raw.get(o, o)) for a, o in aliases.items())
@@ -256,11 +259,38 @@ def check(fixture, n=4):
         print("%s %s: worst finite-difference rel err %.2e" % (fixture, loss, worst))
 
 
+CAPTION_PROMPT_LEN = 3  # the golden captions' first 3 tokens ([DEC] + 2 pieces) act as the prompt
+
+
+def gen_caption(fixture):
+    """grads/<fixture>.caplm.safetensors: BLIP_Decoder's captioning loss (the LM loss with the
+    first CAPTION_PROMPT_LEN positions not targets, label smoothing 0.1, mean over the remaining
+    targets) on the 3 golden pairs as one batch: 'loss' and every trainable tensor's gradient."""
+    d, params, aliases, cfg, images, ids, mask = setup(fixture)
+    names = checkpoint_names(d, cfg.layout)
+    out = run(params, cfg, images, ids, mask, "lm", CAPTION_PROMPT_LEN)
+    T = OrderedDict()
+    T["loss"] = torch.tensor(float(out["lm"]), dtype=torch.float32)
+    add_gradients(T, names, aliases, params, out)
+    meta = OrderedDict([
+        ("fixture", fixture), ("loss", "lm, captioning: positions < prompt_len are not targets"),
+        ("prompt_len", str(CAPTION_PROMPT_LEN)), ("batch", "the 3 golden pairs as one batch"),
+        ("label_smoothing", repr(BL.LABEL_SMOOTHING)), ("loss_value", "%.17g" % float(out["lm"])),
+        ("computed_in", "float64 autograd (blip_losses.py), stored as float32")])
+    R.st_write(os.path.join(OUT, "%s.caplm.safetensors" % fixture), T, meta)
+    print("%s caplm: loss %.9f" % (fixture, float(out["lm"])))
+
+
 if __name__ == "__main__":
     for fx in FIXTURES:
         if "--check" in sys.argv:
             check(fx)
+        elif "--caption-only" in sys.argv:
+            pass
         elif "--momentum-only" not in sys.argv:
             gen(fx)
     if "--check" not in sys.argv:
+        for fx in ("orig-f32", "hf-cap-f32"):
+            gen_caption(fx)
+    if "--check" not in sys.argv and "--caption-only" not in sys.argv:
         gen_momentum()

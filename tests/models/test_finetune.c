@@ -46,7 +46,7 @@ static void run_open(struct run *r, const char *model, bool with_masks)
         fail_msg("%s", err.msg);
     if (mf_session_create(r->m, 2, &r->s, &err))
         fail_msg("%s", err.msg);
-    struct mf_losses_opts lo = {MF_LOSS_ITC | MF_LOSS_ITM, MF_ITM_NEG_HARDEST, 7, MF_MOMENTUM_ON};
+    struct mf_losses_opts lo = {MF_LOSS_ITC | MF_LOSS_ITM, MF_ITM_NEG_HARDEST, 7, MF_MOMENTUM_ON, 0};
     if (mf_losses_create(r->m, &lo, &r->L, &err))
         fail_msg("%s", err.msg);
     const int64_t R = mf_model_get_info(r->m)->vision.image_size;

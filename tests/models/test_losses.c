@@ -89,7 +89,7 @@ static float scalar(const struct mf_safetensors *st, const char *name)
 
 /* Runs the selected losses (bits) with hardest negatives and compares every gradient with the sum
  * of the goldens of those losses. */
-static void check_losses(struct fixture *f, const char *fx, unsigned bits, int n_threads)
+static void check_losses(struct fixture *f, const char *fx, unsigned bits, int n_threads, int64_t prompt_len)
 {
     struct mf_err err = {0};
     struct mf_session *s = NULL;
@@ -97,7 +97,7 @@ static void check_losses(struct fixture *f, const char *fx, unsigned bits, int n
     struct mf_losses *L = NULL;
     /* these one-batch goldens are the --momentum off path (online columns, stored queues); the
      * momentum path over several batches is tests/models/test_momentum.c */
-    struct mf_losses_opts o = {bits, MF_ITM_NEG_HARDEST, 0, MF_MOMENTUM_OFF};
+    struct mf_losses_opts o = {bits, MF_ITM_NEG_HARDEST, 0, MF_MOMENTUM_OFF, prompt_len};
     struct mf_loss_values v;
     int32_t neg_img[8], neg_txt[8];
     assert_true(f->B <= 8);
@@ -232,12 +232,38 @@ static void run_goldens(const char *fx)
     unsigned all = 0;
     for (int k = 0; k < 3; k++)
         if (f.gr[k]) {
-            check_losses(&f, fx, 1u << k, 1);
+            check_losses(&f, fx, 1u << k, 1, 0);
             all |= 1u << k;
         }
-    check_losses(&f, fx, all, 1);
-    check_losses(&f, fx, all, 2);
+    check_losses(&f, fx, all, 1, 0);
+    check_losses(&f, fx, all, 2, 0);
     fixture_close(&f);
+}
+
+/* BLIP_Decoder's captioning loss: the LM loss with the first 3 positions (standing for [DEC] + the
+ * prompt's pieces) not targets, against tests/golden/grads/<fx>.caplm.safetensors (gen_grads.py
+ * gen_caption), at 1 and 2 threads. */
+static void run_caption_golden(const char *fx)
+{
+    struct fixture f;
+    char path[700];
+    struct mf_err err = {0};
+    fixture_open(&f, fx);
+    mf_safetensors_close(f.gr[2]);
+    snprintf(path, sizeof path, "%s%s.caplm.safetensors", mf_test_path("tests/golden/grads/"), fx);
+    if (mf_safetensors_open(path, &f.gr[2], &err) != MF_OK)
+        fail_msg("%s", err.msg);
+    printf("%s (captioning, prompt of 3)\n", fx);
+    check_losses(&f, fx, MF_LOSS_LM, 1, 3);
+    check_losses(&f, fx, MF_LOSS_LM, 2, 3);
+    fixture_close(&f);
+}
+
+static void test_caption_goldens(void **state)
+{
+    (void)state;
+    run_caption_golden("orig-f32");
+    run_caption_golden("hf-cap-f32");
 }
 
 static void test_orig_goldens(void **state)
@@ -274,7 +300,7 @@ static void test_sample_mode(void **state)
     int32_t first_img[8] = {0}, first_txt[8] = {0};
     for (uint64_t seed = 0; seed < 12; seed++) {
         struct mf_losses *L = NULL;
-        struct mf_losses_opts o = {MF_LOSS_ITM, MF_ITM_NEG_SAMPLE, seed, MF_MOMENTUM_ON};
+        struct mf_losses_opts o = {MF_LOSS_ITM, MF_ITM_NEG_SAMPLE, seed, MF_MOMENTUM_ON, 0};
         assert_int_equal(mf_losses_create(f.m, &o, &L, &err), MF_OK);
         int32_t ni[2][8], nt[2][8];
         struct mf_loss_values v[2];
@@ -333,7 +359,7 @@ static void test_errors(void **state)
     struct mf_err err = {0};
     struct mf_losses *L = NULL;
     fixture_open(&f, "hf-itm-f32");
-    struct mf_losses_opts o = {MF_LOSS_LM, MF_ITM_NEG_HARDEST, 0, MF_MOMENTUM_ON};
+    struct mf_losses_opts o = {MF_LOSS_LM, MF_ITM_NEG_HARDEST, 0, MF_MOMENTUM_ON, 0};
     assert_int_equal(mf_losses_create(f.m, &o, &L, &err), MF_ERR_UNSUPPORTED);
     assert_null(L);
     assert_non_null(strstr(err.msg, "decoder"));
@@ -361,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_orig_goldens),
         cmocka_unit_test(test_hf_itm_goldens),
         cmocka_unit_test(test_hf_cap_goldens),
+        cmocka_unit_test(test_caption_goldens),
         cmocka_unit_test(test_sample_mode),
         cmocka_unit_test(test_errors),
     };

@@ -101,7 +101,7 @@ static void run_batches(struct mf_model *m, enum mf_momentum_mode mode, int n_th
     struct mf_err err = {0};
     struct mf_session *s = NULL;
     struct mf_losses *L = NULL;
-    struct mf_losses_opts o = {MF_LOSS_ALL, MF_ITM_NEG_HARDEST, 0, mode};
+    struct mf_losses_opts o = {MF_LOSS_ALL, MF_ITM_NEG_HARDEST, 0, mode, 0};
     memset(r, 0, sizeof *r);
     if (mf_session_create(m, n_threads, &s, &err) || mf_grads_create(m, &r->g, &err) ||
         mf_losses_create(m, &o, &L, &err))
