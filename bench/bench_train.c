@@ -155,7 +155,7 @@ int main(int argc, char **argv)
         }
     }
 
-    struct mf_losses_opts lo = {pretrain ? MF_LOSS_ALL : MF_LOSS_ITC | MF_LOSS_ITM, MF_ITM_NEG_HARDEST, 0, MF_MOMENTUM_ON};
+    struct mf_losses_opts lo = {pretrain ? MF_LOSS_ALL : MF_LOSS_ITC | MF_LOSS_ITM, MF_ITM_NEG_HARDEST, 0, MF_MOMENTUM_ON, 0};
     struct mf_losses *Ls = NULL;
     if (mf_losses_create(m, &lo, &Ls, &err)) {
         fprintf(stderr, "bench_train: %s\n", err.msg);

@@ -297,7 +297,7 @@ static void test_without_copies(void **state)
     assert_int_equal(mf_session_create(hf, 2, &s, &err), MF_OK);
     for (int k = 0; k < 2; k++) {
         struct mf_losses *L = NULL;
-        struct mf_losses_opts o = {0, MF_ITM_NEG_HARDEST, 0, k ? MF_MOMENTUM_OFF : MF_MOMENTUM_ON};
+        struct mf_losses_opts o = {0, MF_ITM_NEG_HARDEST, 0, k ? MF_MOMENTUM_OFF : MF_MOMENTUM_ON, 0};
         assert_int_equal(mf_grads_create(hf, &g[k], &err), MF_OK);
         assert_int_equal(mf_losses_create(hf, &o, &L, &err), MF_OK);
         assert_false(mf_momentum_active(mf_losses_momentum(L)));
