@@ -12,8 +12,20 @@
  * step by step from the trained weights as in BLIP's training; the written checkpoint keeps the
  * input's momentum copies and queues.
  *
+ * `--task captioning` (BLIP_Decoder's fine-tuning, salesforce/BLIP train_caption.py,
+ * configs/caption_coco.yaml): the vision tower and the text decoder with its LM head train on
+ * "<prompt>" + caption (prompt "a picture of " by default, in both layouts), [DEC] first, the LM
+ * loss with label smoothing 0.1 over the caption's tokens only (the prompt's positions are not
+ * targets: BLIP's prompt_length), cosine decay to 0 over 5 epochs by default. In the original
+ * layout the decoder shares its embeddings, cross-attention and FFN with the text encoder's
+ * tensors, so those train (and are written under both names); the encoder's own self-attention,
+ * the ITC/ITM heads and the momentum copies are written unchanged. Deviations: BLIP cleans the
+ * caption (pre_caption, 30 words) before prepending the prompt; here the prompt + caption is
+ * cleaned as one text (the model's caption rule and word limit), the same tokens for a clean
+ * prompt unless the caption exceeds the word limit.
+ *
  * Does not: momentum distillation, image augmentation, positives shared by captions
- * of the same image (BLIP's idx-based ITC targets), cosine schedules, resuming, the LM loss. The
+ * of the same image (BLIP's idx-based ITC targets), a cosine schedule for retrieval, resuming. The
  * losses and where they deviate from BLIP: docs/internals/losses.md. Reference: salesforce/BLIP
  * train_retrieval.py, configs/retrieval_coco.yaml.
  */
@@ -32,6 +44,7 @@
 #include "models/losses.h"
 #include "models/train.h"
 #include "multiflow/eval.h"
+#include "multiflow/generate.h"
 #include "multiflow/prune.h"
 #include "multiflow/safetensors.h"
 #include "prune/output.h"
@@ -39,30 +52,42 @@
 
 enum {
     OPT_MASKS = OPT_VERB_BASE, OPT_TASK, OPT_STEPS, OPT_EPOCHS, OPT_LR,
-    OPT_WD, OPT_WARMUP, OPT_CLIP, OPT_LOG
+    OPT_WD, OPT_WARMUP, OPT_CLIP, OPT_LOG, OPT_PROMPT
 };
 
+enum task { TASK_RETRIEVAL, TASK_CAPTIONING };
+
+#define CAPTION_PROMPT "a picture of "
+
 static const char help[] =
-    "usage: multiflow finetune --model PATH --data ANN --images ROOT --task retrieval --out DIR [options]\n"
+    "usage: multiflow finetune --model PATH --data ANN --images ROOT --task retrieval|captioning --out DIR\n"
+    "                          [options]\n"
     "\n"
-    "Fine-tunes the vision tower, text encoder, ITC projections, ITM head and temperature with BLIP's\n"
-    "image-text contrastive + matching losses and AdamW, keeping the masks fixed (masked weights and\n"
-    "their optimiser state stay exactly 0). Logs the loss of every step on stderr (and --log), and\n"
-    "writes DIR: the checkpoint in the input's layout and dtypes, the masks, the input's other files,\n"
-    "and finetune.json (options and per-step losses). 'multiflow eval retrieval --model DIR' measures it.\n"
+    "Fine-tunes with AdamW, keeping the masks fixed (masked weights and their optimiser state stay\n"
+    "exactly 0). retrieval: the vision tower, text encoder, ITC projections, ITM head and temperature\n"
+    "with BLIP's image-text contrastive + matching losses. captioning: the vision tower and the text\n"
+    "decoder with its LM head on \"<prompt>\" + caption, BLIP's LM loss (label smoothing 0.1) over the\n"
+    "caption's tokens (the prompt's are not targets), cosine decay. Logs the loss of every step on\n"
+    "stderr (and --log), and writes DIR: the checkpoint in the input's layout and dtypes, the masks,\n"
+    "the input's other files, and finetune.json (options and per-step losses). 'multiflow eval\n"
+    "retrieval|caption --model DIR' measures it.\n"
     "\n"
     "  --data ANN --images ROOT   image-caption pairs\n"
     CLI_DATA_HELP
-    "  --task retrieval      the only task so far (ITC + ITM)\n"
+    "  --task T              retrieval (ITC + ITM) or captioning (LM on the caption after the prompt)\n"
+    "  --prompt TEXT         captioning prompt, not a target (default \"a picture of \", both layouts;\n"
+    "                        give the same --prompt to 'eval caption' on a Hugging Face checkpoint)\n"
     "  --out DIR             output directory (must not exist unless --force)\n"
     "  --force               replace DIR if it exists\n"
     "  --masks FILE          masks.safetensors of a pruning run (default: the zeros of the checkpoint are\n"
     "                        not enforced; every weight trains)\n"
     "  --steps N             optimiser steps (default: --epochs passes over the data)\n"
-    "  --epochs E            passes over the data when --steps is not given (default 6)\n"
+    "  --epochs E            passes over the data when --steps is not given (default 6 retrieval,\n"
+    "                        5 captioning)\n"
     "  --lr X                peak learning rate (default 1e-5)\n"
     "  --weight-decay X      decoupled AdamW weight decay (default 0.05)\n"
-    "  --warmup N            linear warm-up steps before the linear decay to 0 (default 0)\n"
+    "  --warmup N            linear warm-up steps before the decay to 0 (linear retrieval, cosine\n"
+    "                        captioning; default 0)\n"
     "  --clip X              clip the global gradient norm to X (default 0 = off, as BLIP)\n"
     "  --seed S              seed of the shuffling and the sampled ITM negatives (default 0)\n"
     "  --itm-negatives sample|hardest   ITM hard negatives (default sample)\n"
@@ -70,7 +95,7 @@ static const char help[] =
     "  --log FILE            also write one JSON line per step to FILE\n" CLI_COMMON_HELP;
 
 struct step_log {
-    double loss, itc, itm, lr, grad_norm, temp;
+    double loss, itc, itm, lm, lr, grad_norm, temp;
 };
 
 /* Fisher-Yates over 0..n-1 from (seed, epoch). */
@@ -97,6 +122,8 @@ static json_t *step_json(int64_t step, int64_t epoch, const struct step_log *l)
     json_object_set_new(o, "loss", json_real(l->loss));
     json_object_set_new(o, "itc", json_real(l->itc));
     json_object_set_new(o, "itm", json_real(l->itm));
+    if (!isnan(l->lm))
+        json_object_set_new(o, "lm", json_real(l->lm));
     json_object_set_new(o, "grad_norm", json_real(l->grad_norm));
     json_object_set_new(o, "temp", json_real(l->temp));
     return o;
@@ -108,6 +135,51 @@ static double mean_of(const struct step_log *l, int64_t b, int64_t e)
     for (int64_t i = b; i < e; i++)
         s += l[i].loss;
     return e > b ? s / (double)(e - b) : NAN;
+}
+
+/* Number of decoder positions the captioning prompt takes ([DEC] + its pieces): BLIP_Decoder's
+ * prompt_length, the positions that are not targets. -1 after an error message. */
+static int64_t caption_prompt_len(const struct cli_common *c, const struct mf_model *m, const char *prompt)
+{
+    struct mf_err err = {0};
+    int32_t ids[64];
+    int n = 0;
+    if (!mf_model_get_info(m)->has_decoder) {
+        cli_error("%s: captioning fine-tuning needs a text decoder (text_decoder.*)", c->model);
+        return -1;
+    }
+    if (mf_generate_prompt(m, prompt, ids, (int)MF_ARRAY_LEN(ids), &n, &err)) {
+        cli_error("--prompt: %s", err.msg);
+        return -1;
+    }
+    if (n + 1 >= c->max_tokens) {
+        cli_error("--prompt '%s' takes %d of the %d tokens (--max-tokens): no room for a caption", prompt, n,
+                  c->max_tokens);
+        return -1;
+    }
+    return n;
+}
+
+/* Pair p as BLIP's caption training set gives it: its image, and prompt + caption tokenized to
+ * at most T tokens (the LM loss puts [DEC] first). */
+static enum mf_status caption_pair(const struct mf_model *m, const struct mf_annotations *ann, int64_t p,
+                                   const char *prompt, int64_t T, float *image, int32_t *ids, int32_t *mask,
+                                   struct mf_err *err)
+{
+    enum mf_status st;
+    if ((st = mf_pairs_batch(m, ann, p, 1, T, image, NULL, NULL, err)))
+        return st;
+    const size_t np = strlen(prompt), nc = strlen(ann->caption[p]);
+    char *text = malloc(np + nc + 1);
+    if (!text)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    memcpy(text, prompt, np);
+    memcpy(text + np, ann->caption[p], nc + 1);
+    st = mf_model_tokenize(m, text, (int)T, ids, mask, err);
+    free(text);
+    if (st)
+        mf_pairs_err_prefix(ann, p, err);
+    return st;
 }
 
 int verb_finetune(int argc, char **argv)
@@ -124,10 +196,11 @@ int verb_finetune(int argc, char **argv)
                                          {"warmup", required_argument, 0, OPT_WARMUP},
                                          {"clip", required_argument, 0, OPT_CLIP},
                                          {"log", required_argument, 0, OPT_LOG},
+                                         {"prompt", required_argument, 0, OPT_PROMPT},
                                          {0, 0, 0, 0}};
     struct cli_common c;
-    const char *masks_path = NULL, *task = NULL, *log_path = NULL;
-    int64_t steps = 0, epochs = 6, warmup = 0;
+    const char *masks_path = NULL, *task = NULL, *log_path = NULL, *prompt = CAPTION_PROMPT;
+    int64_t steps = 0, epochs = 0, warmup = 0;
     struct mf_train_opts to = mf_train_opts_default();
     struct mf_err err = {0};
     cli_common_init(&c);
@@ -139,6 +212,7 @@ int verb_finetune(int argc, char **argv)
         case OPT_MASKS: masks_path = optarg; break;
         case OPT_TASK: task = optarg; break;
         case OPT_LOG: log_path = optarg; break;
+        case OPT_PROMPT: prompt = optarg; break;
         case OPT_STEPS:
             if (!cli_parse_int("steps", optarg, 1, INT64_C(1) << 40, &steps))
                 return 2;
@@ -174,14 +248,27 @@ int verb_finetune(int argc, char **argv)
     const bool force = c.force;
     const uint64_t seed = c.seed;
     struct mf_losses_opts lo = c.lo;
-    lo.losses = MF_LOSS_ITC | MF_LOSS_ITM; /* the retrieval task's losses */
     if (cli_no_operands("finetune", argc, argv))
         return 2;
     if (!c.model || !data || !out || !task)
         return cli_usage_error("finetune", "--model, --data, --task and --out are required");
-    if (strcmp(task, "retrieval") != 0)
-        return cli_usage_error("finetune", "--task: expected retrieval, got '%s'", task);
-    if (c.batch < 2)
+    enum task tk;
+    if (strcmp(task, "retrieval") == 0)
+        tk = TASK_RETRIEVAL;
+    else if (strcmp(task, "captioning") == 0)
+        tk = TASK_CAPTIONING;
+    else
+        return cli_usage_error("finetune", "--task: expected retrieval or captioning, got '%s'", task);
+    if (tk == TASK_CAPTIONING) { /* BLIP_Decoder: vision + decoder, LM loss after the prompt, cosine */
+        lo.losses = MF_LOSS_LM;
+        to.towers = MF_TRAIN_VISION | MF_TRAIN_DECODER;
+        to.schedule = MF_LR_COSINE;
+        epochs = epochs ? epochs : 5;
+    } else {
+        lo.losses = MF_LOSS_ITC | MF_LOSS_ITM;
+        epochs = epochs ? epochs : 6;
+    }
+    if (tk == TASK_RETRIEVAL && c.batch < 2)
         return cli_usage_error("finetune", "--batch %d: the ITM loss needs at least 2 pairs per batch", c.batch);
     if (cli_check_out(out, force, true))
         return 1;
@@ -224,7 +311,9 @@ int verb_finetune(int argc, char **argv)
     if (!(m = cli_load_model(&c)))
         goto done;
     const int64_t T = c.max_tokens; /* known once the model is loaded */
-    if (!mf_model_get_info(m)->has_itm || !mf_model_get_info(m)->has_itc) {
+    if (tk == TASK_CAPTIONING && (lo.lm_prompt_len = caption_prompt_len(&c, m, prompt)) < 0)
+        goto done;
+    if (tk == TASK_RETRIEVAL && (!mf_model_get_info(m)->has_itm || !mf_model_get_info(m)->has_itc)) {
         cli_error("%s: retrieval fine-tuning needs the ITC projections and the ITM head (an image-text "
                   "retrieval checkpoint)", c.model);
         goto done;
@@ -292,8 +381,11 @@ int verb_finetune(int argc, char **argv)
         if (bi == 0)
             permute(perm, n_pairs, seed, epoch);
         for (int64_t b = 0; b < B; b++)
-            if (mf_pairs_batch(m, ann, perm[bi * B + b], 1, T, images + b * 3 * R * R, ids + b * T, mask + b * T,
-                               &err)) {
+            if ((tk == TASK_CAPTIONING
+                     ? caption_pair(m, ann, perm[bi * B + b], prompt, T, images + b * 3 * R * R, ids + b * T,
+                                    mask + b * T, &err)
+                     : mf_pairs_batch(m, ann, perm[bi * B + b], 1, T, images + b * 3 * R * R, ids + b * T,
+                                      mask + b * T, &err))) {
                 cli_error("step %lld: %s", (long long)(st + 1), err.msg);
                 goto done;
             }
@@ -306,7 +398,7 @@ int verb_finetune(int argc, char **argv)
         }
         mf_losses_set_temp(L, mf_trainer_temp(tr));
         struct step_log *l = &logs[st];
-        *l = (struct step_log){v.total, v.itc, v.itm, si.lr, si.grad_norm, v.temp};
+        *l = (struct step_log){v.total, v.itc, v.itm, v.lm, si.lr, si.grad_norm, v.temp};
         json_t *j = step_json(st + 1, epoch, l);
         json_array_append(steps_json, j);
         if (lf_open) {
@@ -314,7 +406,10 @@ int verb_finetune(int argc, char **argv)
             fputc('\n', lf.f);
         }
         json_decref(j);
-        if (!c.quiet)
+        if (!c.quiet && tk == TASK_CAPTIONING)
+            fprintf(stderr, "step %lld/%lld  lr %.3e  loss %.6f  (lm)  |g| %.4g%s\n", (long long)(st + 1),
+                    (long long)total, si.lr, v.total, si.grad_norm, si.clip_scale < 1 ? " clipped" : "");
+        else if (!c.quiet)
             fprintf(stderr, "step %lld/%lld  lr %.3e  loss %.6f  (itc %.6f itm %.6f)  |g| %.4g%s  temp %.5f\n",
                     (long long)(st + 1), (long long)total, si.lr, v.total, v.itc, v.itm, si.grad_norm,
                     si.clip_scale < 1 ? " clipped" : "", v.temp);
@@ -324,7 +419,9 @@ int verb_finetune(int argc, char **argv)
     /* output: checkpoint with the trained values, masks, side files, finetune.json */
     char masks_out[MF_PATH_MAX], report[MF_PATH_MAX], buf_steps[32];
     snprintf(buf_steps, sizeof buf_steps, "%lld", (long long)total);
-    const char *meta[] = {"multiflow_finetune", "retrieval (itc+itm), AdamW", "multiflow_finetune_steps", buf_steps};
+    const char *meta[] = {"multiflow_finetune",
+                          tk == TASK_CAPTIONING ? "captioning (lm after the prompt), AdamW" : "retrieval (itc+itm), AdamW",
+                          "multiflow_finetune_steps", buf_steps};
     if (mf_prune_write_values(m, mf_trainer_values(tr), masks, ad.tmp, meta, 2, &err) ||
         mf_prune_copy_side_files(m, ad.tmp, &err)) {
         cli_error("%s", err.msg);
@@ -339,7 +436,13 @@ int verb_finetune(int argc, char **argv)
     const int64_t k = MF_MIN(5, total);
     const double first = mean_of(logs, 0, k), last = mean_of(logs, total - k, total);
     json_t *rep = json_object();
-    json_object_set_new(rep, "task", json_string("retrieval"));
+    json_object_set_new(rep, "task", json_string(task));
+    if (tk == TASK_CAPTIONING) {
+        json_object_set_new(rep, "prompt", json_string(prompt));
+        json_object_set_new(rep, "prompt_tokens", json_integer(lo.lm_prompt_len));
+        json_object_set_new(rep, "schedule", json_string("cosine"));
+        json_object_set_new(rep, "label_smoothing", json_real(0.1));
+    }
     json_object_set_new(rep, "model", json_string(c.model));
     json_object_set_new(rep, "masks", masks_path ? json_string(masks_path) : json_null());
     json_object_set_new(rep, "pairs", json_integer(n_pairs));

@@ -36,7 +36,7 @@ struct run {
     int32_t ids[B * T], mask[B * T];
 };
 
-static void run_open(struct run *r, const char *model, bool with_masks)
+static void run_open_losses(struct run *r, const char *model, bool with_masks, const struct mf_losses_opts *lo)
 {
     struct mf_err err = {0};
     memset(r, 0, sizeof *r);
@@ -46,8 +46,7 @@ static void run_open(struct run *r, const char *model, bool with_masks)
         fail_msg("%s", err.msg);
     if (mf_session_create(r->m, 2, &r->s, &err))
         fail_msg("%s", err.msg);
-    struct mf_losses_opts lo = {MF_LOSS_ITC | MF_LOSS_ITM, MF_ITM_NEG_HARDEST, 7, MF_MOMENTUM_ON, 0};
-    if (mf_losses_create(r->m, &lo, &r->L, &err))
+    if (mf_losses_create(r->m, lo, &r->L, &err))
         fail_msg("%s", err.msg);
     const int64_t R = mf_model_get_info(r->m)->vision.image_size;
     r->images = malloc((size_t)(B * 3 * R * R) * sizeof(float));
@@ -71,6 +70,12 @@ static void run_open(struct run *r, const char *model, bool with_masks)
             r->masks[i][j] = (uint8_t)((x >> 33) & 1);
         }
     }
+}
+
+static void run_open(struct run *r, const char *model, bool with_masks)
+{
+    struct mf_losses_opts lo = {MF_LOSS_ITC | MF_LOSS_ITM, MF_ITM_NEG_HARDEST, 7, MF_MOMENTUM_ON, 0};
+    run_open_losses(r, model, with_masks, &lo);
 }
 
 static void run_close(struct run *r)
@@ -253,6 +258,71 @@ static void test_masked_zero_and_loss_decreases(void **state)
     run_close(&r);
 }
 
+/* Captioning towers (MF_TRAIN_VISION | MF_TRAIN_DECODER, the LM loss after a prompt of 3 positions):
+ * every masked weight and its moments stay 0 in every trained tensor, the decoder's own prunable
+ * tensors train, the text encoder's own self-attention, the ITC/ITM heads and temp do not, and the
+ * loss decreases. Original layout (tied decoder) and HF captioning layout. */
+static void caption_masked(const char *model)
+{
+    struct run r;
+    struct mf_err err = {0};
+    struct mf_losses_opts lo = {MF_LOSS_LM, MF_ITM_NEG_HARDEST, 0, MF_MOMENTUM_ON, 3};
+    run_open_losses(&r, model, true, &lo);
+    const size_t n = mf_model_n_tensors(r.m);
+    struct mf_train_opts o = mf_train_opts_default();
+    o.lr = 1e-3;
+    o.total_steps = 20;
+    o.towers = MF_TRAIN_VISION | MF_TRAIN_DECODER;
+    o.schedule = MF_LR_COSINE;
+    struct mf_trainer *tr = NULL;
+    assert_int_equal(mf_trainer_create(r.m, (const uint8_t *const *)r.masks, &o, &tr, &err), MF_OK);
+    const float *const *val = mf_trainer_values(tr);
+    size_t dec_own = 0, masked_trained = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = mf_model_tensor_at(r.m, i)->name;
+        if (strcmp(name, "temp") == 0 || strstr(name, "itm_head") || strstr(name, "vision_proj") ||
+            strstr(name, "text_proj") || (strncmp(name, "text_encoder.", 13) == 0 && strstr(name, ".attention.")))
+            assert_null(val[i]);
+        dec_own += val[i] && strstr(name, "text_decoder.") && strstr(name, ".attention.self.query.weight");
+        masked_trained += val[i] && r.masks[i];
+    }
+    printf("%s: decoder self-attention queries trained: %zu, masked tensors trained: %zu\n", model, dec_own,
+           masked_trained);
+    assert_true(dec_own > 0 && masked_trained > dec_own);
+    double loss[20];
+    for (int st = 0; st < 20; st++) {
+        double d_temp;
+        loss[st] = batch_loss(&r, tr, st, &d_temp);
+        assert_true(d_temp == 0.0);
+        struct mf_train_step_info si;
+        assert_int_equal(mf_trainer_step(tr, r.s, d_temp, &si, &err), MF_OK);
+        for (size_t i = 0; i < n; i++) {
+            if (!r.masks[i] || !val[i])
+                continue;
+            const float *m1, *m2;
+            mf_trainer_moments(tr, i, &m1, &m2);
+            assert_ptr_equal(mf_model_weight_f32(r.m, i), val[i]);
+            for (size_t j = 0; j < numel(mf_model_tensor_at(r.m, i)); j++)
+                if (!r.masks[i][j] && (val[i][j] != 0.0f || signbit(val[i][j]) || m1[j] != 0.0f || m2[j] != 0.0f))
+                    fail_msg("step %d: '%s'[%zu] = %g (moments %g, %g), masked", st + 1,
+                             mf_model_tensor_at(r.m, i)->name, j, (double)val[i][j], (double)m1[j], (double)m2[j]);
+        }
+    }
+    const double first = (loss[0] + loss[1] + loss[2] + loss[3] + loss[4]) / 5,
+                 last = (loss[15] + loss[16] + loss[17] + loss[18] + loss[19]) / 5;
+    printf("%s: captioning loss, first 5 steps %.6f, last 5 %.6f\n", model, first, last);
+    assert_true(last < 0.95 * first);
+    mf_trainer_free(tr);
+    run_close(&r);
+}
+
+static void test_caption_masked(void **state)
+{
+    (void)state;
+    caption_masked(mf_test_path("data/models/blip-tiny"));
+    caption_masked(mf_test_path("tests/golden/blip/hf-cap-f32"));
+}
+
 /* Step 1 of AdamW: m_hat = g, v_hat = g^2, so w1 = w0 (1 - lr wd) - lr g / (|g| + eps). */
 static void test_first_step_closed_form(void **state)
 {
@@ -402,6 +472,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_masked_zero_and_loss_decreases),
+        cmocka_unit_test(test_caption_masked),
         cmocka_unit_test(test_first_step_closed_form),
         cmocka_unit_test(test_bf16_write),
         cmocka_unit_test(test_errors),
