@@ -248,3 +248,19 @@ def batch_losses(P, cfg, images, ids, mask, losses=("itc", "itm", "lm"), neg_mod
     if "lm" in losses:
         out["lm"] = lm_loss(P, cfg, image_embeds, ids, mask, lm_prompt_len)
     return out
+
+
+def vqa_loss(P, cfg, images, q_ids, q_mask, q_image, a_ids, a_mask, n, weights, pad_id):
+    """BLIP_VQA.forward(train=True): question b (image q_image[b]) has the n[b] consecutive answer
+    rows of a_ids ([DEC] first, padded), weighted by weights; loss = sum(weights x summed
+    label-smoothed LM loss of each answer) / number of questions (BLIP divides by image.size(0),
+    one image per question)."""
+    image_embeds = R.vision(P, cfg, images)[q_image]
+    qs = R.vqa_question_states(P, cfg, q_ids, q_mask, image_embeds)
+    rep = torch.tensor(n, dtype=torch.long)
+    states = qs.repeat_interleave(rep, dim=0)
+    smask = q_mask.repeat_interleave(rep, dim=0)
+    logits = R.vqa_decoder_logits(P, cfg, a_ids, a_mask, states, smask)
+    per = R.vqa_answer_loss(logits, a_ids, pad_id, LABEL_SMOOTHING)
+    return (weights * per).sum() / q_ids.shape[0]
+

@@ -170,9 +170,10 @@ def vision(P, cfg, images):
 # ----------------------------------------------------------------------------------------------
 # BERT text stack (§1.4 post-LN layer, §4.4). prefix: 'text_encoder.' or 'text_decoder.bert.'.
 
-def text_stack(P, cfg, prefix, ids, mask, image_embeds=None, causal=False):
-    """ids [B,L] int, mask [B,L] {0,1}; image_embeds [B,N,enc] or None (cross-attn skipped).
-    Returns last hidden state [B,L,d]."""
+def text_stack(P, cfg, prefix, ids, mask, image_embeds=None, causal=False, enc_mask=None):
+    """ids [B,L] int, mask [B,L] {0,1}; image_embeds [B,N,enc] or None (cross-attn skipped);
+    enc_mask [B,N] {0,1} or None (all keys; BLIP's VQA decoder masks padded question states
+    with the same -10000 rule). Returns last hidden state [B,L,d]."""
     tc = cfg.text
     B, L = ids.shape
     x = P[prefix + "embeddings.word_embeddings.weight"][ids.long()] + \
@@ -184,6 +185,9 @@ def text_stack(P, cfg, prefix, ids, mask, image_embeds=None, causal=False):
     else:
         keep = m[:, None, :].expand(B, L, L)
     add_mask = ((1.0 - keep) * -10000.0).unsqueeze(1)  # [B,1,L,L]
+    cross_mask = None
+    if enc_mask is not None:
+        cross_mask = ((1.0 - enc_mask.to(x.dtype)) * -10000.0)[:, None, None, :]  # [B,1,1,N]
     for i in range(tc.layers):
         lp = prefix + "encoder.layer.%d." % i
         a = attention(linear(x, P, lp + "attention.self.query"), linear(x, P, lp + "attention.self.key"),
@@ -193,7 +197,7 @@ def text_stack(P, cfg, prefix, ids, mask, image_embeds=None, causal=False):
         if image_embeds is not None:
             c = attention(linear(x, P, lp + "crossattention.self.query"),
                           linear(image_embeds, P, lp + "crossattention.self.key"),
-                          linear(image_embeds, P, lp + "crossattention.self.value"), tc.heads, None)
+                          linear(image_embeds, P, lp + "crossattention.self.value"), tc.heads, cross_mask)
             x = layer_norm(x + linear(c, P, lp + "crossattention.output.dense"), P,
                            lp + "crossattention.output.LayerNorm", tc.eps)
         f = linear(gelu(linear(x, P, lp + "intermediate.dense")), P, lp + "output.dense")
@@ -597,3 +601,71 @@ def itm_eval(scores_i2t, scores_t2i, txt2img, img2txt, ties="negative_first"):
     tr = recalls([rank(s, img2txt[i]) for i, s in enumerate(scores_i2t)])
     ir = recalls([rank(s, [txt2img[j]]) for j, s in enumerate(scores_t2i)])
     return tr + ir + [(sum(tr) / 3 + sum(ir) / 3) / 2]
+
+
+# ----------------------------------------------------------------------------------------------
+# VQA (salesforce/BLIP models/blip_vqa.py BLIP_VQA; spec/models.md §4.8, Q15). The decoder reads
+# the question states; questions are batched with padding as the reference does.
+
+def pre_question(q, style="multiflow", max_words=50):
+    """MULTIFLOW's (ALBEF/X-VLM) pre_question: delete ,.'!?"()*#:;~ then '-' '/' -> ' ';
+    BLIP's: delete .!"()*#:;~. Both: lower case first, rstrip(' '), first max_words of split(' ')."""
+    import re
+    if style == "multiflow":
+        q = re.sub(r"([,.'!?\"()*#:;~])", "", q.lower()).replace("-", " ").replace("/", " ")
+    else:
+        q = re.sub(r"([.!\"()*#:;~])", "", q.lower())
+    q = q.rstrip(" ")
+    w = q.split(" ")
+    if len(w) > max_words:
+        q = " ".join(w[:max_words])
+    return q
+
+
+def pad_rows(rows, pad_id):
+    """List of id lists -> (ids [n, longest], mask) as tokenizer(padding='longest')."""
+    L = max(len(r) for r in rows)
+    ids = torch.tensor([r + [pad_id] * (L - len(r)) for r in rows], dtype=torch.long)
+    mask = torch.tensor([[1] * len(r) + [0] * (L - len(r)) for r in rows], dtype=torch.long)
+    return ids, mask
+
+
+def vqa_question_states(P, cfg, q_ids, q_mask, image_embeds):
+    """Question encoder: [ENC] first, cross-attention to the image -> [B,Lq,d]."""
+    return text_stack(P, cfg, "text_encoder.", with_first(q_ids, cfg.enc_id), q_mask, image_embeds)
+
+
+def vqa_decoder_logits(P, cfg, a_ids, a_mask, states, states_mask):
+    """Answer decoder (ids with [DEC] at 0), causal, cross-attention to the question states."""
+    h = text_stack(P, cfg, "text_decoder.bert.", a_ids, a_mask, states, causal=True, enc_mask=states_mask)
+    pre = "text_decoder.cls.predictions."
+    z = layer_norm(gelu(linear(h, P, pre + "transform.dense")), P, pre + "transform.LayerNorm", cfg.text.eps)
+    return z @ P[pre + "decoder.weight"].T + P[pre + "bias"]
+
+
+def vqa_answer_loss(logits, a_ids, pad_id, smoothing=0.1):
+    """BertLMHeadModel with reduction='none': shifted targets, pad -> -100, cross-entropy with label
+    smoothing, summed per sequence -> [n]."""
+    tgt = a_ids.masked_fill(a_ids == pad_id, -100)[:, 1:]
+    lf = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="none",
+                         label_smoothing=smoothing, ignore_index=-100)
+    return lf.view(logits.shape[0], -1).sum(1)
+
+
+def rank_answer(P, cfg, states, states_mask, a_ids, a_mask, k, pad_id):
+    """BLIP rank_answer for a batch of questions -> (best answer index [Q], top-k ids [Q,k],
+    losses [Q,k]). Top k by the first token's probability (stable sort: ties keep answer order;
+    torch.topk leaves tie order open)."""
+    Q = states.shape[0]
+    start = a_ids[0, 0].repeat(Q, 1)
+    logits = vqa_decoder_logits(P, cfg, start, torch.ones_like(start), states, states_mask)[:, 0, :]
+    prob = torch.softmax(logits, dim=1).index_select(1, a_ids[:, 1])
+    order = torch.sort(-prob, dim=1, stable=True)[1][:, :k]
+    ids = torch.cat([a_ids.index_select(0, o) for o in order])
+    att = torch.cat([a_mask.index_select(0, o) for o in order])
+    st = states.repeat_interleave(k, dim=0)
+    sm = states_mask.repeat_interleave(k, dim=0)
+    loss = vqa_answer_loss(vqa_decoder_logits(P, cfg, ids, att, st, sm), ids, pad_id).view(Q, k)
+    best = order[torch.arange(Q), (-loss).argmax(dim=1)]
+    return best, order, loss, prob
+

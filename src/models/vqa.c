@@ -1,0 +1,438 @@
+/*
+ * models/vqa.c: BLIP's VQA model on a loaded BLIP checkpoint (models/vqa.h): question cleaning and
+ * tokenisation, answer-list tokenisation, rank_answer, and the training loss with its backward.
+ * Reference: salesforce/BLIP models/blip_vqa.py (forward, rank_answer), models/med.py
+ * (BertLMHeadModel: shifted targets, CrossEntropyLoss(reduction='none', label_smoothing=0.1) summed
+ * per sequence), data/vqa_dataset.py (answer weights), data/utils.py (pre_question);
+ * spec/models.md §4.8 and Q15.
+ */
+#include "models/vqa.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "models/grad.h"
+#include "nn/nn.h"
+#include "text/unicase.h"
+#include "text/wordpiece.h"
+
+/* ---- questions ------------------------------------------------------------------------------ */
+
+static bool in_set(int32_t c, const char *set)
+{
+    for (; *set; set++)
+        if (c == (unsigned char)*set)
+            return true;
+    return false;
+}
+
+enum mf_status mf_question_style_parse(const char *name, enum mf_question_style *style, struct mf_err *err)
+{
+    if (strcmp(name, "multiflow") == 0)
+        *style = MF_QUESTION_MULTIFLOW;
+    else if (strcmp(name, "blip") == 0)
+        *style = MF_QUESTION_BLIP;
+    else
+        return mf_err_set(err, MF_ERR_ARG, "unknown question cleaning '%s' (expected multiflow or blip)", name);
+    return MF_OK;
+}
+
+enum mf_status mf_pre_question(const char *in, enum mf_question_style style, int max_words, char *out, size_t out_len,
+                               struct mf_err *err)
+{
+    if (max_words < 0 || (style != MF_QUESTION_MULTIFLOW && style != MF_QUESTION_BLIP))
+        return mf_err_set(err, MF_ERR_ARG, "pre_question: bad arguments");
+    const size_t len = strlen(in);
+    int32_t *raw = mf_malloc((len + 1) * sizeof *raw), *a = mf_malloc((2 * len + 2) * sizeof *a);
+    char *enc = mf_malloc(8 * len + 8);
+    enum mf_status st = MF_OK;
+    if (!raw || !a || !enc) {
+        st = mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    size_t n, bad = 0;
+    if (mf_uni_decode(in, len, raw, &n, &bad) != MF_OK) {
+        st = mf_err_set(err, MF_ERR_FORMAT, "question is not valid UTF-8 (byte %zu)", bad);
+        goto done;
+    }
+    n = mf_uni_lower(raw, n, a);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t c = a[i];
+        if (style == MF_QUESTION_MULTIFLOW) {
+            if (in_set(c, ",.'!?\"()*#:;~"))
+                continue;
+            if (c == '-' || c == '/')
+                c = ' ';
+        } else if (in_set(c, ".!\"()*#:;~")) {
+            continue;
+        }
+        a[k++] = c;
+    }
+    while (k > 0 && a[k - 1] == ' ') /* question.rstrip(' ') */
+        k--;
+    /* ' '.join(question.split(' ')[:max_words]): words are separated by single spaces (empty
+     * words between repeated spaces count, as in Python) */
+    if (max_words > 0) {
+        int words = 1;
+        for (size_t i = 0; i < k; i++)
+            if (a[i] == ' ' && ++words > max_words) {
+                k = i;
+                break;
+            }
+    }
+    size_t nb = mf_uni_encode(a, k, enc);
+    enc[nb] = 0;
+    bool blank = true;
+    for (size_t i = 0; i < k && blank; i++)
+        blank = mf_uni_is_pyspace(a[i]);
+    if (blank) {
+        st = mf_err_set(err, MF_ERR_FORMAT, "question is empty after cleaning");
+        goto done;
+    }
+    if (nb + 1 > out_len) {
+        st = mf_err_set(err, MF_ERR_RANGE, "cleaned question of %zu bytes does not fit in %zu", nb, out_len);
+        goto done;
+    }
+    memcpy(out, enc, nb + 1);
+done:
+    mf_free(raw);
+    mf_free(a);
+    mf_free(enc);
+    return st;
+}
+
+static enum mf_status need_vqa_model(const struct mf_model *m, struct mf_err *err)
+{
+    if (!m->vocab)
+        return mf_err_set(err, MF_ERR_MISSING, "%s: loaded without a vocabulary (no vocab.txt; pass --vocab FILE)",
+                          m->path);
+    if (!m->info.has_decoder || !m->text.layers || !m->vision.layers)
+        return mf_err_set(err, MF_ERR_UNSUPPORTED,
+                          "%s: VQA needs the vision tower, the text encoder and the text decoder", m->path);
+    if (m->dec.cfg.enc_width != m->text.cfg.d)
+        return mf_err_set(err, MF_ERR_UNSUPPORTED,
+                          "%s: the decoder's cross-attention takes width %lld, the question states are %lld wide",
+                          m->path, (long long)m->dec.cfg.enc_width, (long long)m->text.cfg.d);
+    if (m->text.cfg.cross_from != 0 || m->text.cfg.enc_width != m->vision.cfg.d)
+        return mf_err_set(err, MF_ERR_UNSUPPORTED, "%s: the text encoder has no cross-attention to the image", m->path);
+    return MF_OK;
+}
+
+enum mf_status mf_vqa_tokenize_question(const struct mf_model *m, const char *question, enum mf_question_style style,
+                                        int32_t *ids, int64_t *L, struct mf_err *err)
+{
+    enum mf_status st;
+    if ((st = need_vqa_model(m, err)))
+        return st;
+    size_t cap = 8 * strlen(question) + 8;
+    char *clean = mf_malloc(cap);
+    if (!clean)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    int32_t mask[MF_VQA_QUESTION_TOKENS];
+    int n = 0;
+    int max_len = (int)MF_MIN((int64_t)MF_VQA_QUESTION_TOKENS, m->text.cfg.max_pos);
+    if (!(st = mf_pre_question(question, style, MF_VQA_QUESTION_WORDS, clean, cap, err)) &&
+        !(st = mf_wordpiece_encode(m->vocab, clean, max_len, ids, mask, &n, err))) {
+        ids[0] = m->info.first_token_itm;
+        *L = n;
+    }
+    mf_free(clean);
+    return st;
+}
+
+void mf_vqa_answers_free(struct mf_vqa_answers *a)
+{
+    if (!a)
+        return;
+    mf_free(a->ids);
+    mf_free(a->mask);
+    *a = (struct mf_vqa_answers){0};
+}
+
+enum mf_status mf_vqa_answers_tokenize(const struct mf_model *m, const char *const *answers, int64_t n,
+                                       struct mf_vqa_answers *out, struct mf_err *err)
+{
+    enum mf_status st;
+    *out = (struct mf_vqa_answers){0};
+    if ((st = need_vqa_model(m, err)))
+        return st;
+    if (n < 1)
+        return mf_err_set(err, MF_ERR_ARG, "the answer list is empty");
+    const int64_t P = m->dec.cfg.max_pos;
+    int32_t *ids = mf_malloc((size_t)(n * P) * sizeof *ids), *mask = mf_malloc((size_t)(n * P) * sizeof *mask);
+    int64_t L = 2;
+    if (!ids || !mask) {
+        st = mf_err_set(err, MF_ERR_NOMEM, "out of memory for %lld answers", (long long)n);
+        goto fail;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        int nr = 0;
+        if ((st = mf_wordpiece_encode(m->vocab, answers[i], (int)P, ids + i * P, mask + i * P, &nr, err))) {
+            char pre[48];
+            snprintf(pre, sizeof pre, "answer %lld", (long long)i + 1);
+            mf_err_prefix(err, pre);
+            goto fail;
+        }
+        if (nr < 3) {
+            st = mf_err_set(err, MF_ERR_FORMAT, "answer %lld ('%s') has no tokens", (long long)i + 1, answers[i]);
+            goto fail;
+        }
+        ids[i * P] = m->info.first_token_dec;
+        L = MF_MAX(L, (int64_t)nr);
+    }
+    /* compact to the longest answer (padding='longest') */
+    for (int64_t i = 0; i < n; i++) {
+        memmove(ids + i * L, ids + i * P, (size_t)L * sizeof *ids);
+        memmove(mask + i * L, mask + i * P, (size_t)L * sizeof *mask);
+    }
+    *out = (struct mf_vqa_answers){n, L, ids, mask};
+    return MF_OK;
+fail:
+    mf_free(ids);
+    mf_free(mask);
+    return st;
+}
+
+/* ---- shared pieces of the forward ------------------------------------------------------------ */
+
+static double lse(const float *x, int64_t n)
+{
+    float mx = x[0];
+    for (int64_t j = 1; j < n; j++)
+        mx = x[j] > mx ? x[j] : mx;
+    double s = 0;
+    for (int64_t j = 0; j < n; j++)
+        s += exp((double)x[j] - mx);
+    return log(s) + mx;
+}
+
+/* Summed label-smoothed LM loss of answer row r (ids/mask (La)) from its logits (La, V): targets
+ * are positions t = 1..La-1 with mask 1, predicted from row t-1. With d_scale != 0 the logits are
+ * replaced in place by d_scale x d loss / d logits (rows without a target zeroed). */
+static double answer_loss(float *lg, const int32_t *ids, const int32_t *mask, int64_t La, int64_t V, double d_scale)
+{
+    const double eps = MF_VQA_LABEL_SMOOTHING;
+    double loss = 0;
+    for (int64_t t = 0; t < La; t++) {
+        float *row = lg + t * V;
+        if (t + 1 >= La || !mask[t + 1]) {
+            if (d_scale != 0)
+                memset(row, 0, (size_t)V * sizeof *row);
+            continue;
+        }
+        const int32_t y = ids[t + 1];
+        double l = lse(row, V), mean = 0;
+        for (int64_t j = 0; j < V; j++)
+            mean += row[j];
+        mean /= (double)V;
+        loss += (1 - eps) * (l - row[y]) + eps * (l - mean);
+        if (d_scale != 0)
+            for (int64_t j = 0; j < V; j++)
+                row[j] = (float)(d_scale * (exp((double)row[j] - l) - eps / (double)V - (j == y ? 1 - eps : 0.0)));
+    }
+    return loss;
+}
+
+static int32_t *ones(struct mf_arena *a, int64_t n)
+{
+    int32_t *p = mf_arena_alloc(a, (size_t)n * sizeof *p);
+    for (int64_t i = 0; p && i < n; i++)
+        p[i] = 1;
+    return p;
+}
+
+static float *repeat_rows(struct mf_arena *a, const float *x, int64_t n, int64_t rowlen)
+{
+    float *p = mf_arena_f32(a, n * rowlen);
+    for (int64_t i = 0; p && i < n; i++)
+        memcpy(p + i * rowlen, x, (size_t)rowlen * sizeof *p);
+    return p;
+}
+
+static enum mf_status check_ids(const struct mf_model *m, const struct mf_vqa_answers *A, struct mf_err *err)
+{
+    for (int64_t i = 0; i < A->n * A->L; i++)
+        if (A->ids[i] < 0 || A->ids[i] >= m->lm.V)
+            return mf_err_set(err, MF_ERR_RANGE, "answer token id %d outside the decoder vocabulary of %lld",
+                              A->ids[i], (long long)m->lm.V);
+    return MF_OK;
+}
+
+/* ---- rank_answer ------------------------------------------------------------------------------ */
+
+struct cand {
+    double key;
+    int64_t idx;
+};
+
+static int cand_cmp(const void *pa, const void *pb)
+{
+    const struct cand *a = pa, *b = pb;
+    if (a->key != b->key)
+        return a->key > b->key ? -1 : 1;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+enum mf_status mf_vqa_rank(struct mf_session *s, const float *image_embeds, const int32_t *q_ids, int64_t Lq,
+                           const struct mf_vqa_answers *A, int64_t k_test, int64_t *best, double *loss,
+                           struct mf_err *err)
+{
+    const struct mf_model *m = s->m;
+    enum mf_status st;
+    if ((st = need_vqa_model(m, err)) || (st = check_ids(m, A, err)))
+        return st;
+    if (k_test < 1 || Lq < 2 || Lq > m->text.cfg.max_pos || A->L > m->dec.cfg.max_pos)
+        return mf_err_set(err, MF_ERR_ARG, "VQA ranking: k %lld, question of %lld tokens, answers of %lld",
+                          (long long)k_test, (long long)Lq, (long long)A->L);
+    const int64_t d = m->text.cfg.d, V = m->lm.V, N = m->vision.cfg.n_tok, La = A->L;
+    const int64_t k = MF_MIN(k_test, A->n);
+    struct mf_arena *a = &s->arena;
+    mf_arena_reset(a);
+    int32_t *qmask = ones(a, Lq), *one = ones(a, 1), *dec = mf_arena_alloc(a, sizeof *dec);
+    float *qs = mf_arena_f32(a, Lq * d), *h1 = mf_arena_f32(a, d), *lg1 = mf_arena_f32(a, V);
+    struct cand *c = mf_malloc((size_t)A->n * sizeof *c);
+    int32_t *ids = mf_arena_alloc(a, (size_t)(k * La) * sizeof *ids), *msk = mf_arena_alloc(a, (size_t)(k * La) * sizeof *msk);
+    float *hk = mf_arena_f32(a, k * La * d), *lgk = mf_arena_f32(a, k * La * V);
+    if (!qmask || !one || !dec || !qs || !h1 || !lg1 || !c || !ids || !msk || !hk || !lgk) {
+        mf_free(c);
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory for ranking %lld answers", (long long)k);
+    }
+    *dec = m->info.first_token_dec;
+    float *qrep = NULL;
+    if ((st = mf_bert_forward(s, &m->text, q_ids, qmask, 1, Lq, image_embeds, N, false, qs, err)) ||
+        (st = mf_bert_forward(s, &m->dec, dec, one, 1, 1, qs, Lq, true, h1, err)) ||
+        (st = mf_lm_forward(s, h1, 1, lg1, NULL, err)))
+        goto done;
+    /* top k by the probability of the first answer token: softmax is monotone, so the order of the
+     * first-token logits is the order of the probabilities */
+    const double l1 = lse(lg1, V);
+    for (int64_t i = 0; i < A->n; i++)
+        c[i] = (struct cand){exp((double)lg1[A->ids[i * La + 1]] - l1), i};
+    qsort(c, (size_t)A->n, sizeof *c, cand_cmp);
+    for (int64_t j = 0; j < k; j++) {
+        memcpy(ids + j * La, A->ids + c[j].idx * La, (size_t)La * sizeof *ids);
+        memcpy(msk + j * La, A->mask + c[j].idx * La, (size_t)La * sizeof *msk);
+    }
+    if (!(qrep = repeat_rows(a, qs, k, Lq * d))) {
+        st = mf_err_set(err, MF_ERR_NOMEM, "out of memory for ranking %lld answers", (long long)k);
+        goto done;
+    }
+    if ((st = mf_bert_forward(s, &m->dec, ids, msk, k, La, qrep, Lq, true, hk, err)) ||
+        (st = mf_lm_forward(s, hk, k * La, lgk, NULL, err)))
+        goto done;
+    if (loss)
+        for (int64_t i = 0; i < A->n; i++)
+            loss[i] = INFINITY;
+    int64_t arg = -1;
+    double lo = INFINITY;
+    for (int64_t j = 0; j < k; j++) {
+        double l = answer_loss(lgk + j * La * V, ids + j * La, msk + j * La, La, V, 0);
+        if (!isfinite(l)) {
+            st = mf_err_set(err, MF_ERR_NUMERIC, "the loss of answer %lld is not finite", (long long)c[j].idx + 1);
+            goto done;
+        }
+        if (loss)
+            loss[c[j].idx] = l;
+        if (arg < 0 || l < lo) { /* argmax of -loss: the first maximum */
+            lo = l;
+            arg = j;
+        }
+    }
+    *best = c[arg].idx;
+done:
+    mf_free(c);
+    return st;
+}
+
+/* ---- training loss ------------------------------------------------------------------------------ */
+
+static enum mf_status item_loss(struct mf_session *s, const struct mf_vqa_item *it, double scale, struct mf_grads *g,
+                                double *out, struct mf_err *err)
+{
+    const struct mf_model *m = s->m;
+    const struct mf_vqa_answers *A = it->ans;
+    const int64_t d = m->text.cfg.d, dv = m->vision.cfg.d, V = m->lm.V, N = m->vision.cfg.n_tok;
+    const int64_t Lq = it->Lq, n = A->n, La = A->L;
+    struct mf_arena *a = &s->arena;
+    enum mf_status st;
+    mf_arena_reset(a);
+    struct mf_vit_acts va;
+    struct mf_bert_acts ta, da;
+    struct mf_lm_acts la;
+    int32_t *qmask = ones(a, Lq);
+    float *emb = mf_arena_f32(a, N * dv), *qs = mf_arena_f32(a, Lq * d), *hd = mf_arena_f32(a, n * La * d);
+    float *lg = mf_arena_f32(a, n * La * V), *qrep = NULL;
+    if (!qmask || !emb || !qs || !hd || !lg)
+        goto nomem;
+    if ((st = mf_vit_forward_train(s, &m->vision, it->image, 1, emb, &va, err)) ||
+        (st = mf_bert_forward_train(s, &m->text, it->q_ids, qmask, 1, Lq, emb, N, false, qs, &ta, err)))
+        return st;
+    if (!(qrep = repeat_rows(a, qs, n, Lq * d)))
+        goto nomem;
+    if ((st = mf_bert_forward_train(s, &m->dec, A->ids, A->mask, n, La, qrep, Lq, true, hd, &da, err)) ||
+        (st = mf_lm_forward(s, hd, n * La, lg, g ? &la : NULL, err)))
+        return st;
+    double loss = 0;
+    for (int64_t r = 0; r < n; r++)
+        loss += it->weight[r] * answer_loss(lg + r * La * V, A->ids + r * La, A->mask + r * La, La, V,
+                                            g ? it->weight[r] * scale : 0);
+    *out = loss;
+    if (!g)
+        return MF_OK;
+    float *d_hd = mf_arena_f32(a, n * La * d), *d_qrep = mf_arena_f32(a, n * Lq * d);
+    float *d_qs = mf_arena_f32(a, Lq * d), *d_emb = mf_arena_f32(a, N * dv);
+    if (!d_hd || !d_qrep || !d_qs || !d_emb)
+        goto nomem;
+    memset(d_hd, 0, (size_t)(n * La * d) * sizeof *d_hd);
+    memset(d_qrep, 0, (size_t)(n * Lq * d) * sizeof *d_qrep);
+    memset(d_emb, 0, (size_t)(N * dv) * sizeof *d_emb);
+    if ((st = mf_lm_backward(s, hd, n * La, &la, lg, d_hd, g, err)) ||
+        (st = mf_bert_backward(s, &m->dec, &da, d_hd, d_qrep, g, err)))
+        return st;
+    /* the question states were repeated once per answer: their gradient is the sum, in answer order */
+    memcpy(d_qs, d_qrep, (size_t)(Lq * d) * sizeof *d_qs);
+    for (int64_t r = 1; r < n; r++)
+        mf_add_forward(s->pool, d_qs, d_qs, d_qrep + r * Lq * d, Lq * d);
+    if ((st = mf_bert_backward(s, &m->text, &ta, d_qs, d_emb, g, err)) ||
+        (st = mf_vit_backward(s, &m->vision, &va, d_emb, g, err)))
+        return st;
+    return MF_OK;
+nomem:
+    return mf_err_set(err, MF_ERR_NOMEM, "out of memory for a VQA question with %lld answers", (long long)n);
+}
+
+enum mf_status mf_vqa_loss(struct mf_session *s, const struct mf_vqa_item *items, int64_t B, struct mf_grads *g,
+                           double *loss, struct mf_err *err)
+{
+    const struct mf_model *m = s->m;
+    enum mf_status st;
+    if ((st = need_vqa_model(m, err)))
+        return st;
+    if (B < 1)
+        return mf_err_set(err, MF_ERR_ARG, "VQA loss: empty batch");
+    double total = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const struct mf_vqa_item *it = &items[b];
+        if (it->Lq < 2 || it->Lq > m->text.cfg.max_pos || it->ans->n < 1 || it->ans->L < 2 ||
+            it->ans->L > m->dec.cfg.max_pos)
+            return mf_err_set(err, MF_ERR_ARG, "VQA loss: question %lld: bad lengths", (long long)b + 1);
+        if ((st = check_ids(m, it->ans, err)))
+            return st;
+        double l = 0;
+        if ((st = item_loss(s, it, 1.0 / (double)B, g, &l, err))) {
+            char pre[48];
+            snprintf(pre, sizeof pre, "question %lld of the batch", (long long)b + 1);
+            mf_err_prefix(err, pre);
+            return st;
+        }
+        total += l;
+    }
+    *loss = total / (double)B;
+    if (!isfinite(*loss))
+        return mf_err_set(err, MF_ERR_NUMERIC, "the VQA loss is not finite");
+    return MF_OK;
+}
