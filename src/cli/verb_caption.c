@@ -8,14 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-#include "core/progress.h"
+#include "cli/caption_cli.h"
 #include "io/annotations.h"
-#include "io/image.h"
-#include "multiflow/generate.h"
-#include "text/wordpiece.h"
 
-enum { OPT_IMAGE = OPT_VERB_BASE, OPT_BEAMS, OPT_MAX_LEN, OPT_MIN_LEN, OPT_PROMPT };
+enum { OPT_IMAGE = OPT_VERB_BASE };
 
 static const char help[] =
     "usage: multiflow caption --model PATH (--image FILE | --data ANN --images ROOT) [--beams N] [--max-len N]\n"
@@ -35,24 +31,8 @@ static const char help[] =
     "  --data ANN            annotation file (JSON array or JSON Lines of {\"image\", ...}); every\n"
     "                        distinct image is captioned once, in order of first appearance\n"
     "  --images ROOT         folder the annotation image paths are relative to\n"
-    "  --beams N             1 = greedy, else beam search (default 3)\n"
-    "  --max-len N           maximum total length (default 20)\n"
-    "  --min-len N           [SEP] forbidden below this total length (default 5)\n"
-    "  --prompt TEXT         decoder prompt (default \"a picture of \" for the original layout, none for\n"
-    "                        Hugging Face checkpoints; --prompt '' for none)\n"
+    CLI_GENERATE_HELP
     "  (--batch N: images per generation call; --pairs N: only the images of the first N pairs)\n" CLI_COMMON_HELP;
-
-/* The image field as the annotation file gives it: the joined path less the --images root. */
-static const char *image_name(const char *path, const char *root)
-{
-    size_t n = root ? strlen(root) : 0;
-    if (n && strncmp(path, root, n) == 0 && path[0] != '\0') {
-        path += n;
-        while (*path == '/')
-            path++;
-    }
-    return path;
-}
 
 static bool add_line(json_t *out, const char *image, const char *caption, const int32_t *ids, int32_t n)
 {
@@ -69,15 +49,11 @@ int verb_caption(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS,
                                          {"image", required_argument, 0, OPT_IMAGE},
-                                         {"beams", required_argument, 0, OPT_BEAMS},
-                                         {"max-len", required_argument, 0, OPT_MAX_LEN},
-                                         {"min-len", required_argument, 0, OPT_MIN_LEN},
-                                         {"prompt", required_argument, 0, OPT_PROMPT},
+                                         CLI_GENERATE_OPTIONS,
                                          {0, 0, 0, 0}};
     struct cli_common c;
     struct mf_generate_opts go = mf_generate_opts_default();
     const char *image = NULL;
-    int64_t v;
     cli_common_init(&c);
     int opt;
     optind = 1;
@@ -85,23 +61,12 @@ int verb_caption(int argc, char **argv)
         switch (opt) {
         case OPT_HELP: fputs(help, stdout); return 0;
         case OPT_IMAGE: image = optarg; break;
-        case OPT_BEAMS:
-            if (!cli_parse_int("beams", optarg, 1, MF_GENERATE_MAX_BEAMS, &v))
-                return 2;
-            go.num_beams = (int)v;
-            break;
-        case OPT_MAX_LEN:
-            if (!cli_parse_int("max-len", optarg, 2, 4096, &v))
-                return 2;
-            go.max_length = (int)v;
-            break;
-        case OPT_MIN_LEN:
-            if (!cli_parse_int("min-len", optarg, 0, 4096, &v))
-                return 2;
-            go.min_length = (int)v;
-            break;
-        case OPT_PROMPT: go.prompt = optarg; break;
         default: {
+            int g = cli_generate_option(opt, optarg, &go);
+            if (g < 0)
+                return 2;
+            if (g > 0)
+                break;
             int rc = cli_common_or_usage(&c, opt, optarg, "caption");
             if (rc)
                 return rc;
@@ -124,9 +89,9 @@ int verb_caption(int argc, char **argv)
     struct mf_model *m = NULL;
     struct mf_session *s = NULL;
     struct mf_annotations *ann = NULL;
-    float *px = NULL;
     int32_t *ids = NULL, *n_ids = NULL;
-    char *text = NULL;
+    char **captions = NULL;
+    int64_t n_img = 0;
     json_t *lines = json_array();
 
     if (data && !(ann = cli_load_annotations(&c, data, root)))
@@ -142,38 +107,23 @@ int verb_caption(int argc, char **argv)
         cli_error("%s", err.msg);
         goto done;
     }
-    const int64_t R = info->vision.image_size, n_img = image ? 1 : ann->n_images, Bmax = c.batch;
-    const size_t text_cap = (size_t)go.max_length * (MF_VOCAB_MAX_TOKEN_BYTES + 1) + 1;
-    px = malloc((size_t)(Bmax * 3 * R * R) * sizeof(float));
-    ids = malloc((size_t)(Bmax * go.max_length) * sizeof(int32_t));
-    n_ids = malloc((size_t)Bmax * sizeof(int32_t));
-    text = malloc(text_cap);
-    if (!px || !ids || !n_ids || !text || !lines) {
-        cli_error("out of memory for a batch of %lld images", (long long)Bmax);
+    n_img = image ? 1 : ann->n_images;
+    ids = malloc((size_t)(n_img * go.max_length) * sizeof(int32_t));
+    n_ids = malloc((size_t)n_img * sizeof(int32_t));
+    captions = calloc((size_t)n_img, sizeof *captions);
+    if (!ids || !n_ids || !captions || !lines) {
+        cli_error("out of memory for %lld captions", (long long)n_img);
         goto done;
     }
-    struct mf_progress pg;
-    mf_progress_begin(&pg, "caption", "images", n_img);
-    for (int64_t i0 = 0; i0 < n_img; i0 += Bmax) {
-        const int64_t B = MF_MIN(Bmax, n_img - i0);
-        for (int64_t b = 0; b < B; b++)
-            if (mf_image_preprocess(image ? image : ann->images[i0 + b], (int)R, px + b * 3 * R * R, &err) != MF_OK)
-                goto fail;
-        if (mf_generate(s, px, B, &go, ids, n_ids, NULL, &err) != MF_OK)
-            goto fail;
-        for (int64_t b = 0; b < B; b++) {
-            const int32_t *row = ids + b * go.max_length;
-            if (mf_model_decode(m, row, n_ids[b], text, text_cap, &err) != MF_OK)
-                goto fail;
-            if (!add_line(lines, image ? image : image_name(ann->images[i0 + b], root), text, row, n_ids[b])) {
-                mf_progress_end(&pg);
-                cli_error("out of memory");
-                goto done;
-            }
+    if (cli_caption_images(s, image ? (const char *const *)&image : (const char *const *)ann->images, n_img, c.batch,
+                           &go, "caption", captions, ids, n_ids))
+        goto done;
+    for (int64_t k = 0; k < n_img; k++)
+        if (!add_line(lines, image ? image : cli_image_name(ann->images[k], root), captions[k],
+                      ids + k * go.max_length, n_ids[k])) {
+            cli_error("out of memory");
+            goto done;
         }
-        mf_progress_add(&pg, B);
-    }
-    mf_progress_end(&pg);
 
     size_t i;
     json_t *o;
@@ -193,16 +143,13 @@ int verb_caption(int argc, char **argv)
         goto done;
     }
     rc = 0;
-    goto done;
-fail:
-    mf_progress_end(&pg);
-    cli_error("%s", err.msg);
 done:
     json_decref(lines);
-    free(px);
+    for (int64_t k = 0; captions && k < n_img; k++)
+        free(captions[k]);
+    free(captions);
     free(ids);
     free(n_ids);
-    free(text);
     mf_session_free(s);
     mf_model_free(m);
     mf_annotations_free(ann);

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
+#include "cli/caption_cli.h"
 #include "core/common.h"
 #include "io/annotations.h"
 #include "multiflow/eval.h"
@@ -144,15 +144,7 @@ static int metrics_caption(const char *pred, const char *refs, bool json, bool q
     if (unscored && !quiet)
         fprintf(stderr, "multiflow: note: %s: %lld of its %lld images have no prediction in %s and are not "
                 "scored\n", r->label, (long long)unscored, (long long)r->n_images, p->label);
-    if (json) {
-        printf("{\"images\": %lld, \"bleu\": [%.12g, %.12g, %.12g, %.12g], \"rouge_l\": %.12g, \"cider\": %.12g}\n",
-               (long long)m.n_images, m.bleu[0], m.bleu[1], m.bleu[2], m.bleu[3], m.rouge_l, m.cider);
-    } else {
-        printf("caption metrics of %s on %lld images (%lld references; COCO caption evaluation definitions)\n",
-               pred, (long long)m.n_images, (long long)m.n_refs);
-        printf("  BLEU-1 %.4f  BLEU-2 %.4f  BLEU-3 %.4f  BLEU-4 %.4f\n", m.bleu[0], m.bleu[1], m.bleu[2], m.bleu[3]);
-        printf("  ROUGE-L %.4f\n  CIDEr-D %.4f\n", m.rouge_l, m.cider);
-    }
+    cli_print_caption_metrics(&m, pred, json);
     rc = 0;
 done:
     free(ref_text);
