@@ -1,6 +1,7 @@
 /*
  * cli/verb_eval.c: `multiflow eval retrieval`: zero-shot image<->text retrieval recall@1/5/10 on an
  * annotation set, ranking by ITC and re-ranking the top k by ITM as BLIP does (multiflow/eval.h).
+ * `eval caption` is cli/verb_eval_caption.c.
  */
 #include <jansson.h>
 #include <string.h>
@@ -17,6 +18,7 @@ static const char help[] =
     "Zero-shot image-to-text and text-to-image retrieval: recall@1/5/10 and their mean. Candidates\n"
     "are ranked by ITC cosine; the top k of every query are re-ranked by ITM logit + cosine (BLIP's\n"
     "evaluation). Every caption of an image is one text; an image's captions are its positives.\n"
+    "Captioning: 'multiflow eval caption --help'.\n"
     "\n"
     "  --data ANN            annotation file: JSON array or JSON Lines of {\"image\", \"caption\"}\n"
     "  --images ROOT         folder the annotation image paths are relative to\n"
@@ -32,8 +34,10 @@ int verb_eval(int argc, char **argv)
         fputs(help, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (strcmp(argv[1], "caption") == 0)
+        return verb_eval_caption(argc - 1, argv + 1);
     if (strcmp(argv[1], "retrieval") != 0)
-        return cli_usage_error("eval", "unknown task '%s' (tasks: retrieval)", argv[1]);
+        return cli_usage_error("eval", "unknown task '%s' (tasks: retrieval, caption)", argv[1]);
     argc--;
     argv++;
 
