@@ -146,6 +146,7 @@ int verb_inspect(int argc, char **argv);
 int verb_score(int argc, char **argv);
 int verb_eval(int argc, char **argv);
 int verb_eval_caption(int argc, char **argv); /* `eval caption` (verb_eval_caption.c) */
+int verb_eval_vqa(int argc, char **argv);     /* `eval vqa` (verb_eval_vqa.c) */
 int verb_grad(int argc, char **argv);
 int verb_finetune(int argc, char **argv);
 int verb_caption(int argc, char **argv);

@@ -36,8 +36,10 @@ int verb_eval(int argc, char **argv)
     }
     if (strcmp(argv[1], "caption") == 0)
         return verb_eval_caption(argc - 1, argv + 1);
+    if (strcmp(argv[1], "vqa") == 0)
+        return verb_eval_vqa(argc - 1, argv + 1);
     if (strcmp(argv[1], "retrieval") != 0)
-        return cli_usage_error("eval", "unknown task '%s' (tasks: retrieval, caption)", argv[1]);
+        return cli_usage_error("eval", "unknown task '%s' (tasks: retrieval, caption, vqa)", argv[1]);
     argc--;
     argv++;
 
