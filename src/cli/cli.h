@@ -149,6 +149,7 @@ int verb_eval_caption(int argc, char **argv); /* `eval caption` (verb_eval_capti
 int verb_eval_vqa(int argc, char **argv);     /* `eval vqa` (verb_eval_vqa.c) */
 int verb_grad(int argc, char **argv);
 int verb_finetune(int argc, char **argv);
+int verb_finetune_vqa(int argc, char **argv); /* `finetune --task vqa` (verb_finetune_vqa.c) */
 int verb_caption(int argc, char **argv);
 int verb_world(int argc, char **argv);
 int verb_init(int argc, char **argv);

@@ -75,6 +75,7 @@ static const char help[] =
     "  --data ANN --images ROOT   image-caption pairs\n"
     CLI_DATA_HELP
     "  --task T              retrieval (ITC + ITM) or captioning (LM on the caption after the prompt)\n"
+    "                        (vqa: BLIP's VQA model and loss, see 'finetune --task vqa --help')\n"
     "  --prompt TEXT         captioning prompt, not a target (default \"a picture of \", both layouts;\n"
     "                        give the same --prompt to 'eval caption' on a Hugging Face checkpoint)\n"
     "  --out DIR             output directory (must not exist unless --force)\n"
@@ -198,6 +199,10 @@ int verb_finetune(int argc, char **argv)
                                          {"log", required_argument, 0, OPT_LOG},
                                          {"prompt", required_argument, 0, OPT_PROMPT},
                                          {0, 0, 0, 0}};
+    for (int i = 1; i < argc; i++) /* --task vqa has its own options and loop (verb_finetune_vqa.c) */
+        if ((strcmp(argv[i], "--task") == 0 && i + 1 < argc && strcmp(argv[i + 1], "vqa") == 0) ||
+            strcmp(argv[i], "--task=vqa") == 0)
+            return verb_finetune_vqa(argc, argv);
     struct cli_common c;
     const char *masks_path = NULL, *task = NULL, *log_path = NULL, *prompt = CAPTION_PROMPT;
     int64_t steps = 0, epochs = 0, warmup = 0;
@@ -258,7 +263,7 @@ int verb_finetune(int argc, char **argv)
     else if (strcmp(task, "captioning") == 0)
         tk = TASK_CAPTIONING;
     else
-        return cli_usage_error("finetune", "--task: expected retrieval or captioning, got '%s'", task);
+        return cli_usage_error("finetune", "--task: expected retrieval, captioning or vqa, got '%s'", task);
     if (tk == TASK_CAPTIONING) { /* BLIP_Decoder: vision + decoder, LM loss after the prompt, cosine */
         lo.losses = MF_LOSS_LM;
         to.towers = MF_TRAIN_VISION | MF_TRAIN_DECODER;
