@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "models/grad.h"
+#include "models/train.h"
 #include "models/vqa.h"
 #include "multiflow/safetensors.h"
 
@@ -178,17 +179,20 @@ static void test_rank(void **state)
     fx_close(&f);
 }
 
-static void test_loss_and_gradients(void **state)
+/* The golden training batch: B questions with their distinct answers and weights. */
+struct batch {
+    int64_t B;
+    struct mf_vqa_item items[8];
+    struct mf_vqa_answers ans[8];
+    double w[64];
+};
+
+static void batch_open(struct fx *fp, struct batch *bt)
 {
-    (void)state;
-    struct fx f;
-    fx_open(&f);
-    struct mf_err err = {0};
-    struct mf_session *s = NULL;
-    struct mf_grads *g = NULL;
-    assert_int_equal(mf_session_create(f.m, 2, &s, &err), MF_OK);
-    assert_int_equal(mf_grads_create(f.m, &g, &err), MF_OK);
-    mf_grads_zero(g);
+    struct fx f = *fp;
+    struct mf_vqa_item *items = bt->items;
+    struct mf_vqa_answers *ans = bt->ans;
+    double *w = bt->w;
     const struct mf_st_entry *qe = mf_safetensors_find(f.g, "q_ids");
     const int64_t Q = qe->shape[0], Lmax = qe->shape[1];
     const int32_t *q_len = tensor(&f, "q_len", MF_DTYPE_I32, Q), *q_image = tensor(&f, "q_image", MF_DTYPE_I32, Q);
@@ -199,9 +203,6 @@ static void test_loss_and_gradients(void **state)
     const float *tw = tensor(&f, "train.w", MF_DTYPE_F32, -1);
     const int64_t R = mf_model_get_info(f.m)->vision.image_size;
     const float *images = tensor(&f, "images", MF_DTYPE_F32, -1);
-    struct mf_vqa_item items[8];
-    struct mf_vqa_answers ans[8];
-    double w[64];
     int64_t off = 0;
     assert_true(B <= 8);
     for (int64_t b = 0; b < B; b++) {
@@ -217,6 +218,30 @@ static void test_loss_and_gradients(void **state)
                                         q_len[tq[b]], &ans[b], w + off};
         off += n;
     }
+    bt->B = B;
+}
+
+static void batch_close(struct batch *bt)
+{
+    for (int64_t b = 0; b < bt->B; b++)
+        mf_vqa_answers_free(&bt->ans[b]);
+}
+
+static void test_loss_and_gradients(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_open(&f);
+    struct mf_err err = {0};
+    struct mf_session *s = NULL;
+    struct mf_grads *g = NULL;
+    assert_int_equal(mf_session_create(f.m, 2, &s, &err), MF_OK);
+    assert_int_equal(mf_grads_create(f.m, &g, &err), MF_OK);
+    mf_grads_zero(g);
+    struct batch bt;
+    batch_open(&f, &bt);
+    const int64_t B = bt.B;
+    struct mf_vqa_item *items = bt.items;
     double loss = 0, loss_nog = 0;
     if (mf_vqa_loss(s, items, B, g, &loss, &err) || mf_vqa_loss(s, items, B, NULL, &loss_nog, &err))
         fail_msg("%s", err.msg);
@@ -253,9 +278,103 @@ static void test_loss_and_gradients(void **state)
     }
     printf("    %d tensors, worst relative difference %.3g\n", checked, worst);
     assert_true(checked > 50);
-    for (int64_t b = 0; b < B; b++)
-        mf_vqa_answers_free(&ans[b]);
+    batch_close(&bt);
     mf_grads_free(g);
+    mf_session_free(s);
+    fx_close(&f);
+}
+
+/* Masked fine-tuning with the VQA loss: every prunable tensor of the towers VQA trains (vision,
+ * text encoder, decoder self-attention) gets a random half mask; after 3 AdamW steps every masked
+ * weight and both its moments are exactly 0, the unmasked weights moved, the decoder's own tensors
+ * and the LM head trained, the ITC/ITM heads did not, and the loss went down. */
+static void test_masked_training(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_open(&f);
+    struct mf_err err = {0};
+    struct mf_session *s = NULL;
+    assert_int_equal(mf_session_create(f.m, 2, &s, &err), MF_OK);
+    const size_t nt = mf_model_n_tensors(f.m);
+    uint8_t **mk = calloc(nt, sizeof *mk);
+    float **w0s = calloc(nt, sizeof *w0s); /* weights before training (the trainer re-points the model) */
+    uint64_t x = 88172645463325252ull;
+    size_t n_masked_tensors = 0;
+    for (size_t i = 0; i < nt; i++) {
+        const struct mf_model_tensor *t = mf_model_tensor_at(f.m, i);
+        if (!t->prunable)
+            continue;
+        size_t n = 1;
+        for (int d = 0; d < t->ndim; d++)
+            n *= (size_t)t->shape[d];
+        mk[i] = malloc(n);
+        w0s[i] = malloc(n * sizeof(float));
+        memcpy(w0s[i], mf_model_weight_f32(f.m, i), n * sizeof(float));
+        for (size_t j = 0; j < n; j++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            mk[i][j] = (uint8_t)(x >> 63);
+        }
+        n_masked_tensors++;
+    }
+    assert_true(n_masked_tensors > 10);
+    struct mf_train_opts o = mf_train_opts_default();
+    o.lr = 1e-3;
+    o.total_steps = 3;
+    o.schedule = MF_LR_COSINE;
+    o.towers = MF_TRAIN_VISION | MF_TRAIN_TEXT | MF_TRAIN_DECODER;
+    struct mf_trainer *tr = NULL;
+    assert_int_equal(mf_trainer_create(f.m, (const uint8_t *const *)mk, &o, &tr, &err), MF_OK);
+    struct batch bt;
+    batch_open(&f, &bt);
+    double l0 = 0, l = 0;
+    for (int st = 0; st < 3; st++) {
+        struct mf_train_step_info si;
+        if (mf_vqa_loss(s, bt.items, bt.B, mf_trainer_grads(tr), st ? &l : &l0, &err) ||
+            mf_trainer_step(tr, s, 0, &si, &err))
+            fail_msg("%s", err.msg);
+    }
+    assert_int_equal(mf_vqa_loss(s, bt.items, bt.B, NULL, &l, &err), MF_OK);
+    printf("    masked VQA training: loss %.6f -> %.6f\n", l0, l);
+    assert_true(l < l0);
+    const float *const *val = mf_trainer_values(tr);
+    size_t checked = 0;
+    for (size_t i = 0; i < nt; i++) {
+        const struct mf_model_tensor *t = mf_model_tensor_at(f.m, i);
+        if (strstr(t->name, "text_decoder.bert.encoder.layer.0.attention.self.query.weight") ||
+            strstr(t->name, "text_decoder.cls.predictions.transform.dense.weight"))
+            assert_non_null(val[i]); /* the decoder's own tensors and the LM head train */
+        if (strncmp(t->name, "vision_proj", 11) == 0 || strncmp(t->name, "itm_head", 8) == 0)
+            assert_null(val[i]); /* not part of BLIP_VQA */
+        if (!mk[i] || !val[i])
+            continue;
+        const float *m1, *m2;
+        mf_trainer_moments(tr, i, &m1, &m2);
+        const float *w0 = w0s[i];
+        size_t n = 1, moved = 0;
+        for (int d = 0; d < t->ndim; d++)
+            n *= (size_t)t->shape[d];
+        for (size_t j = 0; j < n; j++) {
+            if (!mk[i][j]) {
+                if (val[i][j] != 0.0f || m1[j] != 0.0f || m2[j] != 0.0f)
+                    fail_msg("%s[%zu]: masked but w %g m %g v %g", t->name, j, val[i][j], m1[j], m2[j]);
+            } else {
+                moved += val[i][j] != w0[j];
+            }
+        }
+        assert_true(moved > 0);
+        checked++;
+    }
+    printf("    %zu masked tensors checked\n", checked);
+    assert_true(checked > 10);
+    batch_close(&bt);
+    mf_trainer_free(tr);
+    for (size_t i = 0; i < nt; i++) {
+        free(mk[i]);
+        free(w0s[i]);
+    }
+    free(mk);
+    free(w0s);
     mf_session_free(s);
     fx_close(&f);
 }
@@ -289,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_tokenize),
         cmocka_unit_test(test_rank),
         cmocka_unit_test(test_loss_and_gradients),
+        cmocka_unit_test(test_masked_training),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
