@@ -631,8 +631,9 @@ def pad_rows(rows, pad_id):
 
 
 def vqa_question_states(P, cfg, q_ids, q_mask, image_embeds):
-    """Question encoder: [ENC] first, cross-attention to the image -> [B,Lq,d]."""
-    return text_stack(P, cfg, "text_encoder.", with_first(q_ids, cfg.enc_id), q_mask, image_embeds)
+    """Question encoder: the image-grounded first token ([ENC] original, [CLS] HF: §11 Q2),
+    cross-attention to the image -> [B,Lq,d]."""
+    return text_stack(P, cfg, "text_encoder.", with_first(q_ids, cfg.itm_first), q_mask, image_embeds)
 
 
 def vqa_decoder_logits(P, cfg, a_ids, a_mask, states, states_mask):

@@ -1,6 +1,6 @@
 /* BLIP VQA (src/models/vqa.c) against the PyTorch goldens of tests/golden/gen_vqa.py on the tiny
- * original-layout fixture: question cleaning (both styles), question and answer tokenisation,
- * rank_answer (chosen answer, top-k order and candidate losses for k = 4 and k = 10), the training
+ * original-layout fixture and the HF BlipForQuestionAnswering fixture: question cleaning (both styles), question and answer tokenisation,
+ * rank_answer (chosen answer, top-k order and candidate losses for a small k and k = 10), the training
  * loss with answer weights and the gradient of every trainable tensor; plus error paths. */
 #include "testutil.h"
 
@@ -31,13 +31,21 @@ static const void *tensor(const struct fx *f, const char *name, int dt, int64_t 
     return mf_test_st_tensor(f->g, name, dt, n);
 }
 
-static void fx_open(struct fx *f)
+/* orig-f32: BLIP_Pretrain layout (decoder tied to the encoder as stored); hf-vqa-f32: HF
+ * BlipForQuestionAnswering layout (untied answer decoder). */
+static const char *const fixtures[] = {"orig-f32", "hf-vqa-f32"};
+#define FOR_FIXTURES(fx) for (size_t fi_ = 0; fi_ < 2 && ((fx) = fixtures[fi_]); fi_++)
+
+static void fx_open(struct fx *f, const char *name)
 {
     struct mf_err err = {0};
+    char path[256];
     memset(f, 0, sizeof *f);
-    if (mf_model_load(mf_test_path("tests/golden/blip/orig-f32"), NULL, &f->m, &err))
+    snprintf(path, sizeof path, "tests/golden/blip/%s", name);
+    if (mf_model_load(mf_test_path(path), NULL, &f->m, &err))
         fail_msg("%s", err.msg);
-    if (mf_safetensors_open(mf_test_path("tests/golden/vqa/orig-f32.vqa.safetensors"), &f->g, &err))
+    snprintf(path, sizeof path, "tests/golden/vqa/%s.vqa.safetensors", name);
+    if (mf_safetensors_open(mf_test_path(path), &f->g, &err))
         fail_msg("%s", err.msg);
     f->questions = json_loads(mf_safetensors_meta(f->g, "questions"), 0, NULL);
     f->answers = json_loads(mf_safetensors_meta(f->g, "answers"), 0, NULL);
@@ -61,11 +69,11 @@ static void fx_close(struct fx *f)
     mf_model_free(f->m);
 }
 
-static void test_pre_question(void **state)
+static void run_pre_question(const char *name)
 {
-    (void)state;
     struct fx f;
-    fx_open(&f);
+    fx_open(&f, name);
+    printf("  %s\n", name);
     json_t *cases = json_loads(mf_safetensors_meta(f.g, "pre_question"), 0, NULL);
     assert_non_null(cases);
     for (size_t i = 0; i < json_array_size(cases); i++) {
@@ -95,11 +103,19 @@ static void test_pre_question(void **state)
     fx_close(&f);
 }
 
-static void test_tokenize(void **state)
+static void test_pre_question(void **state)
 {
     (void)state;
+    const char *name;
+    FOR_FIXTURES(name)
+    run_pre_question(name);
+}
+
+static void run_tokenize(const char *name)
+{
     struct fx f;
-    fx_open(&f);
+    fx_open(&f, name);
+    printf("  %s\n", name);
     const struct mf_st_entry *qe = mf_safetensors_find(f.g, "q_ids");
     const int64_t Q = qe->shape[0], Lmax = qe->shape[1];
     const int32_t *q_ids = qe->data, *q_len = tensor(&f, "q_len", MF_DTYPE_I32, Q);
@@ -122,11 +138,19 @@ static void test_tokenize(void **state)
     fx_close(&f);
 }
 
-static void test_rank(void **state)
+static void test_tokenize(void **state)
 {
     (void)state;
+    const char *name;
+    FOR_FIXTURES(name)
+    run_tokenize(name);
+}
+
+static void run_rank(const char *name)
+{
     struct fx f;
-    fx_open(&f);
+    fx_open(&f, name);
+    printf("  %s\n", name);
     struct mf_err err = {0};
     struct mf_session *s = NULL;
     assert_int_equal(mf_session_create(f.m, 2, &s, &err), MF_OK);
@@ -138,15 +162,16 @@ static void test_rank(void **state)
     const float *images = tensor(&f, "images", MF_DTYPE_F32, -1);
     float *emb = malloc((size_t)(N * dv) * sizeof *emb);
     double *loss = malloc((size_t)f.A.n * sizeof *loss);
-    const int64_t ks[2] = {4, 10};
+    const char *tags[2] = {"small", "all"};
     for (int ki = 0; ki < 2; ki++) {
-        const int64_t k = ks[ki];
         char name[64];
-        snprintf(name, sizeof name, "rank.k%lld.best", (long long)k);
+        snprintf(name, sizeof name, "rank.%s.k", tags[ki]);
+        const int64_t k = *(const int32_t *)tensor(&f, name, MF_DTYPE_I32, 1);
+        snprintf(name, sizeof name, "rank.%s.best", tags[ki]);
         const int32_t *best = tensor(&f, name, MF_DTYPE_I32, Q);
-        snprintf(name, sizeof name, "rank.k%lld.order", (long long)k);
+        snprintf(name, sizeof name, "rank.%s.order", tags[ki]);
         const int32_t *order = tensor(&f, name, MF_DTYPE_I32, Q * k);
-        snprintf(name, sizeof name, "rank.k%lld.loss", (long long)k);
+        snprintf(name, sizeof name, "rank.%s.loss", tags[ki]);
         const float *want = tensor(&f, name, MF_DTYPE_F32, Q * k);
         for (int64_t q = 0; q < Q; q++) {
             if (mf_encode_images(s, images + q_image[q] * 3 * R * R, 1, emb, NULL, &err))
@@ -171,12 +196,20 @@ static void test_rank(void **state)
     int64_t got = -1;
     assert_int_equal(mf_encode_images(s, images, 1, emb, NULL, &err), MF_OK);
     assert_int_equal(mf_vqa_rank(s, emb, qe->data, q_len[0], &f.A, 128, &got, loss, &err), MF_OK);
-    assert_int_equal(got, ((const int32_t *)tensor(&f, "rank.k10.best", MF_DTYPE_I32, Q))[0]);
+    assert_int_equal(got, ((const int32_t *)tensor(&f, "rank.all.best", MF_DTYPE_I32, Q))[0]);
     assert_int_equal(mf_vqa_rank(s, emb, qe->data, q_len[0], &f.A, 0, &got, loss, &err), MF_ERR_ARG);
     free(emb);
     free(loss);
     mf_session_free(s);
     fx_close(&f);
+}
+
+static void test_rank(void **state)
+{
+    (void)state;
+    const char *name;
+    FOR_FIXTURES(name)
+    run_rank(name);
 }
 
 /* The golden training batch: B questions with their distinct answers and weights. */
@@ -227,11 +260,11 @@ static void batch_close(struct batch *bt)
         mf_vqa_answers_free(&bt->ans[b]);
 }
 
-static void test_loss_and_gradients(void **state)
+static void run_loss_and_gradients(const char *name)
 {
-    (void)state;
     struct fx f;
-    fx_open(&f);
+    fx_open(&f, name);
+    printf("  %s\n", name);
     struct mf_err err = {0};
     struct mf_session *s = NULL;
     struct mf_grads *g = NULL;
@@ -284,15 +317,23 @@ static void test_loss_and_gradients(void **state)
     fx_close(&f);
 }
 
+static void test_loss_and_gradients(void **state)
+{
+    (void)state;
+    const char *name;
+    FOR_FIXTURES(name)
+    run_loss_and_gradients(name);
+}
+
 /* Masked fine-tuning with the VQA loss: every prunable tensor of the towers VQA trains (vision,
  * text encoder, decoder self-attention) gets a random half mask; after 3 AdamW steps every masked
  * weight and both its moments are exactly 0, the unmasked weights moved, the decoder's own tensors
  * and the LM head trained, the ITC/ITM heads did not, and the loss went down. */
-static void test_masked_training(void **state)
+static void run_masked_training(const char *name)
 {
-    (void)state;
     struct fx f;
-    fx_open(&f);
+    fx_open(&f, name);
+    printf("  %s\n", name);
     struct mf_err err = {0};
     struct mf_session *s = NULL;
     assert_int_equal(mf_session_create(f.m, 2, &s, &err), MF_OK);
@@ -379,11 +420,19 @@ static void test_masked_training(void **state)
     fx_close(&f);
 }
 
+static void test_masked_training(void **state)
+{
+    (void)state;
+    const char *name;
+    FOR_FIXTURES(name)
+    run_masked_training(name);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
     struct fx f;
-    fx_open(&f);
+    fx_open(&f, "orig-f32");
     struct mf_err err = {0};
     struct mf_vqa_answers A;
     const char *empty[] = {""};
