@@ -1,9 +1,10 @@
 /*
  * models/vqa.h: BLIP's VQA model (salesforce/BLIP models/blip_vqa.py BLIP_VQA) on a loaded BLIP
- * checkpoint in the original layout: visual_encoder, text_encoder over the question with
- * cross-attention to the image, text_decoder generating the answer with cross-attention to the
- * question states. A pretrained checkpoint is a VQA model as BLIP initialises one (the answer
- * decoder is the pretrained decoder); what fine-tuning writes is read back the same way.
+ * checkpoint: visual_encoder, text_encoder over the question with cross-attention to the image,
+ * text_decoder generating the answer with cross-attention to the question states. Original layout
+ * (a pretrained BLIP_Pretrain checkpoint is a VQA model as BLIP initialises one: the answer decoder
+ * is the pretrained decoder) and HF BlipForQuestionAnswering (vision_model, text_encoder,
+ * text_decoder); what fine-tuning writes is read back the same way.
  *
  *     struct mf_vqa_answers A;
  *     mf_vqa_answers_tokenize(m, list, n, &A, &err);                   // [DEC] answer [SEP], padded
@@ -18,10 +19,11 @@
  * the question states has no padded keys (the reference batches padded questions and masks the
  * padding: the same numbers).
  *
- * Deviation: in BLIP_VQA the answer decoder is a separate copy of the pretrained decoder; here the
- * decoder keeps the checkpoint's tying (original layout: cross-attention, FFN and embeddings are
- * the text encoder's tensors), so fine-tuning updates the shared tensors with both gradients. The
- * forward numbers of a pretrained checkpoint are the reference's exactly (the copies start equal).
+ * Deviation (original layout only): in BLIP_VQA the answer decoder is a separate copy of the
+ * pretrained decoder; here the decoder keeps the checkpoint's tying (cross-attention, FFN and
+ * embeddings are the text encoder's tensors, stored once), so fine-tuning updates the shared
+ * tensors with both gradients. The forward numbers of a pretrained checkpoint are the reference's
+ * exactly (the copies start equal). HF checkpoints store an untied decoder: no deviation there.
  *
  * Thread safety: calls use the caller's session (one thread of control per session); the model is
  * read only.
@@ -53,7 +55,8 @@ enum mf_status mf_pre_question(const char *in, enum mf_question_style style, int
 /* "multiflow" | "blip" -> style (MF_ERR_ARG otherwise). */
 enum mf_status mf_question_style_parse(const char *name, enum mf_question_style *style, struct mf_err *err);
 
-/* Cleaned, tokenised question: first token (m->info.first_token_itm), pieces, [SEP]; at most
+/* Cleaned, tokenised question: first token (m->info.first_token_itm: [ENC] original, [CLS] HF, as
+ * HF BlipForQuestionAnswering feeds the processor's ids), pieces, [SEP]; at most
  * MF_VQA_QUESTION_TOKENS (ids has room for that many); *L = its length (no padding). */
 enum mf_status mf_vqa_tokenize_question(const struct mf_model *m, const char *question, enum mf_question_style style,
                                         int32_t *ids, int64_t *L, struct mf_err *err);
