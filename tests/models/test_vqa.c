@@ -21,6 +21,7 @@
 
 struct fx {
     struct mf_model *m;
+    struct mf_session *s; /* 2 threads */
     struct mf_safetensors *g;
     json_t *questions, *answers;
     struct mf_vqa_answers A;
@@ -34,7 +35,14 @@ static const void *tensor(const struct fx *f, const char *name, int dt, int64_t 
 /* orig-f32: BLIP_Pretrain layout (decoder tied to the encoder as stored); hf-vqa-f32: HF
  * BlipForQuestionAnswering layout (untied answer decoder). */
 static const char *const fixtures[] = {"orig-f32", "hf-vqa-f32"};
-#define FOR_FIXTURES(fx) for (size_t fi_ = 0; fi_ < 2 && ((fx) = fixtures[fi_]); fi_++)
+/* test_<t>: run_<t> on every fixture */
+#define FIXTURE_TEST(t)                                                                                         \
+    static void test_##t(void **state)                                                                          \
+    {                                                                                                           \
+        (void)state;                                                                                            \
+        for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++)                                         \
+            run_##t(fixtures[i]);                                                                               \
+    }
 
 static void fx_open(struct fx *f, const char *name)
 {
@@ -42,8 +50,9 @@ static void fx_open(struct fx *f, const char *name)
     char path[256];
     memset(f, 0, sizeof *f);
     snprintf(path, sizeof path, "tests/golden/blip/%s", name);
-    if (mf_model_load(mf_test_path(path), NULL, &f->m, &err))
+    if (mf_model_load(mf_test_path(path), NULL, &f->m, &err) || mf_session_create(f->m, 2, &f->s, &err))
         fail_msg("%s", err.msg);
+    printf("  %s\n", name);
     snprintf(path, sizeof path, "tests/golden/vqa/%s.vqa.safetensors", name);
     if (mf_safetensors_open(mf_test_path(path), &f->g, &err))
         fail_msg("%s", err.msg);
@@ -66,6 +75,7 @@ static void fx_close(struct fx *f)
     json_decref(f->questions);
     json_decref(f->answers);
     mf_safetensors_close(f->g);
+    mf_session_free(f->s);
     mf_model_free(f->m);
 }
 
@@ -73,7 +83,6 @@ static void run_pre_question(const char *name)
 {
     struct fx f;
     fx_open(&f, name);
-    printf("  %s\n", name);
     json_t *cases = json_loads(mf_safetensors_meta(f.g, "pre_question"), 0, NULL);
     assert_non_null(cases);
     for (size_t i = 0; i < json_array_size(cases); i++) {
@@ -103,19 +112,12 @@ static void run_pre_question(const char *name)
     fx_close(&f);
 }
 
-static void test_pre_question(void **state)
-{
-    (void)state;
-    const char *name;
-    FOR_FIXTURES(name)
-    run_pre_question(name);
-}
+FIXTURE_TEST(pre_question)
 
 static void run_tokenize(const char *name)
 {
     struct fx f;
     fx_open(&f, name);
-    printf("  %s\n", name);
     const struct mf_st_entry *qe = mf_safetensors_find(f.g, "q_ids");
     const int64_t Q = qe->shape[0], Lmax = qe->shape[1];
     const int32_t *q_ids = qe->data, *q_len = tensor(&f, "q_len", MF_DTYPE_I32, Q);
@@ -138,22 +140,14 @@ static void run_tokenize(const char *name)
     fx_close(&f);
 }
 
-static void test_tokenize(void **state)
-{
-    (void)state;
-    const char *name;
-    FOR_FIXTURES(name)
-    run_tokenize(name);
-}
+FIXTURE_TEST(tokenize)
 
 static void run_rank(const char *name)
 {
     struct fx f;
     fx_open(&f, name);
-    printf("  %s\n", name);
     struct mf_err err = {0};
-    struct mf_session *s = NULL;
-    assert_int_equal(mf_session_create(f.m, 2, &s, &err), MF_OK);
+    struct mf_session *s = f.s;
     const struct mf_st_entry *qe = mf_safetensors_find(f.g, "q_ids");
     const int64_t Q = qe->shape[0], Lmax = qe->shape[1];
     const int32_t *q_len = tensor(&f, "q_len", MF_DTYPE_I32, Q), *q_image = tensor(&f, "q_image", MF_DTYPE_I32, Q);
@@ -200,17 +194,10 @@ static void run_rank(const char *name)
     assert_int_equal(mf_vqa_rank(s, emb, qe->data, q_len[0], &f.A, 0, &got, loss, &err), MF_ERR_ARG);
     free(emb);
     free(loss);
-    mf_session_free(s);
     fx_close(&f);
 }
 
-static void test_rank(void **state)
-{
-    (void)state;
-    const char *name;
-    FOR_FIXTURES(name)
-    run_rank(name);
-}
+FIXTURE_TEST(rank)
 
 /* The golden training batch: B questions with their distinct answers and weights. */
 struct batch {
@@ -264,11 +251,9 @@ static void run_loss_and_gradients(const char *name)
 {
     struct fx f;
     fx_open(&f, name);
-    printf("  %s\n", name);
     struct mf_err err = {0};
-    struct mf_session *s = NULL;
+    struct mf_session *s = f.s;
     struct mf_grads *g = NULL;
-    assert_int_equal(mf_session_create(f.m, 2, &s, &err), MF_OK);
     assert_int_equal(mf_grads_create(f.m, &g, &err), MF_OK);
     mf_grads_zero(g);
     struct batch bt;
@@ -313,17 +298,10 @@ static void run_loss_and_gradients(const char *name)
     assert_true(checked > 50);
     batch_close(&bt);
     mf_grads_free(g);
-    mf_session_free(s);
     fx_close(&f);
 }
 
-static void test_loss_and_gradients(void **state)
-{
-    (void)state;
-    const char *name;
-    FOR_FIXTURES(name)
-    run_loss_and_gradients(name);
-}
+FIXTURE_TEST(loss_and_gradients)
 
 /* Masked fine-tuning with the VQA loss: every prunable tensor of the towers VQA trains (vision,
  * text encoder, decoder self-attention) gets a random half mask; after 3 AdamW steps every masked
@@ -333,10 +311,8 @@ static void run_masked_training(const char *name)
 {
     struct fx f;
     fx_open(&f, name);
-    printf("  %s\n", name);
     struct mf_err err = {0};
-    struct mf_session *s = NULL;
-    assert_int_equal(mf_session_create(f.m, 2, &s, &err), MF_OK);
+    struct mf_session *s = f.s;
     const size_t nt = mf_model_n_tensors(f.m);
     uint8_t **mk = calloc(nt, sizeof *mk);
     float **w0s = calloc(nt, sizeof *w0s); /* weights before training (the trainer re-points the model) */
@@ -416,17 +392,10 @@ static void run_masked_training(const char *name)
     }
     free(mk);
     free(w0s);
-    mf_session_free(s);
     fx_close(&f);
 }
 
-static void test_masked_training(void **state)
-{
-    (void)state;
-    const char *name;
-    FOR_FIXTURES(name)
-    run_masked_training(name);
-}
+FIXTURE_TEST(masked_training)
 
 static void test_errors(void **state)
 {
