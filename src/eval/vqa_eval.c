@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "core/progress.h"
 #include "io/fs.h"
 #include "io/image.h"
 #include "multiflow/eval.h"
@@ -245,6 +246,8 @@ enum mf_status mf_eval_vqa(struct mf_session *s, const struct mf_vqa_set *v, con
         goto done;
     }
     int64_t cur = -1;
+    struct mf_progress pg;
+    mf_progress_begin(&pg, "vqa", "questions", v->n);
     for (int64_t i = 0; i < v->n; i++) {
         const int64_t im = v->ann->image_index[i];
         if (im != cur) {
@@ -262,8 +265,11 @@ enum mf_status mf_eval_vqa(struct mf_session *s, const struct mf_vqa_set *v, con
             mf_pairs_err_prefix(v->ann, i, err);
             goto done;
         }
+        mf_progress_add(&pg, 1);
     }
 done:
+    if (img && emb)
+        mf_progress_end(&pg);
     mf_free(img);
     mf_free(emb);
     mf_vqa_answers_free(&A);
