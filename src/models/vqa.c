@@ -237,6 +237,14 @@ static double answer_loss(float *lg, const int32_t *ids, const int32_t *mask, in
     return loss;
 }
 
+static float *zeros(struct mf_arena *a, int64_t n)
+{
+    float *p = mf_arena_f32(a, n);
+    if (p)
+        memset(p, 0, (size_t)n * sizeof *p);
+    return p;
+}
+
 static int32_t *ones(struct mf_arena *a, int64_t n)
 {
     int32_t *p = mf_arena_alloc(a, (size_t)n * sizeof *p);
@@ -350,28 +358,21 @@ done:
 
 /* ---- training loss ------------------------------------------------------------------------------ */
 
-static enum mf_status item_loss(struct mf_session *s, const struct mf_vqa_item *it, double scale, struct mf_grads *g,
-                                double *out, struct mf_err *err)
+/* The answer decoder of one question over its question states qs (Lq, d): loss of its weighted
+ * answers; with g, the decoder/LM gradients and d_qs (Lq, d) += d loss / d qs. */
+static enum mf_status item_loss(struct mf_session *s, const struct mf_vqa_item *it, const float *qs, double scale,
+                                struct mf_grads *g, float *d_qs, double *out, struct mf_err *err)
 {
     const struct mf_model *m = s->m;
     const struct mf_vqa_answers *A = it->ans;
-    const int64_t d = m->text.cfg.d, dv = m->vision.cfg.d, V = m->lm.V, N = m->vision.cfg.n_tok;
+    const int64_t d = m->text.cfg.d, V = m->lm.V;
     const int64_t Lq = it->Lq, n = A->n, La = A->L;
     struct mf_arena *a = &s->arena;
     enum mf_status st;
-    mf_arena_reset(a);
-    struct mf_vit_acts va;
-    struct mf_bert_acts ta, da;
+    struct mf_bert_acts da;
     struct mf_lm_acts la;
-    int32_t *qmask = ones(a, Lq);
-    float *emb = mf_arena_f32(a, N * dv), *qs = mf_arena_f32(a, Lq * d), *hd = mf_arena_f32(a, n * La * d);
-    float *lg = mf_arena_f32(a, n * La * V), *qrep = NULL;
-    if (!qmask || !emb || !qs || !hd || !lg)
-        goto nomem;
-    if ((st = mf_vit_forward_train(s, &m->vision, it->image, 1, emb, &va, err)) ||
-        (st = mf_bert_forward_train(s, &m->text, it->q_ids, qmask, 1, Lq, emb, N, false, qs, &ta, err)))
-        return st;
-    if (!(qrep = repeat_rows(a, qs, n, Lq * d)))
+    float *hd = mf_arena_f32(a, n * La * d), *lg = mf_arena_f32(a, n * La * V), *qrep = repeat_rows(a, qs, n, Lq * d);
+    if (!hd || !lg || !qrep)
         goto nomem;
     if ((st = mf_bert_forward_train(s, &m->dec, A->ids, A->mask, n, La, qrep, Lq, true, hd, &da, err)) ||
         (st = mf_lm_forward(s, hd, n * La, lg, g ? &la : NULL, err)))
@@ -383,23 +384,15 @@ static enum mf_status item_loss(struct mf_session *s, const struct mf_vqa_item *
     *out = loss;
     if (!g)
         return MF_OK;
-    float *d_hd = mf_arena_f32(a, n * La * d), *d_qrep = mf_arena_f32(a, n * Lq * d);
-    float *d_qs = mf_arena_f32(a, Lq * d), *d_emb = mf_arena_f32(a, N * dv);
-    if (!d_hd || !d_qrep || !d_qs || !d_emb)
+    float *d_hd = zeros(a, n * La * d), *d_qrep = zeros(a, n * Lq * d);
+    if (!d_hd || !d_qrep)
         goto nomem;
-    memset(d_hd, 0, (size_t)(n * La * d) * sizeof *d_hd);
-    memset(d_qrep, 0, (size_t)(n * Lq * d) * sizeof *d_qrep);
-    memset(d_emb, 0, (size_t)(N * dv) * sizeof *d_emb);
     if ((st = mf_lm_backward(s, hd, n * La, &la, lg, d_hd, g, err)) ||
         (st = mf_bert_backward(s, &m->dec, &da, d_hd, d_qrep, g, err)))
         return st;
     /* the question states were repeated once per answer: their gradient is the sum, in answer order */
-    memcpy(d_qs, d_qrep, (size_t)(Lq * d) * sizeof *d_qs);
-    for (int64_t r = 1; r < n; r++)
+    for (int64_t r = 0; r < n; r++)
         mf_add_forward(s->pool, d_qs, d_qs, d_qrep + r * Lq * d, Lq * d);
-    if ((st = mf_bert_backward(s, &m->text, &ta, d_qs, d_emb, g, err)) ||
-        (st = mf_vit_backward(s, &m->vision, &va, d_emb, g, err)))
-        return st;
     return MF_OK;
 nomem:
     return mf_err_set(err, MF_ERR_NOMEM, "out of memory for a VQA question with %lld answers", (long long)n);
@@ -414,7 +407,7 @@ enum mf_status mf_vqa_loss(struct mf_session *s, const struct mf_vqa_item *items
         return st;
     if (B < 1)
         return mf_err_set(err, MF_ERR_ARG, "VQA loss: empty batch");
-    double total = 0;
+    int64_t Lmax = 0;
     for (int64_t b = 0; b < B; b++) {
         const struct mf_vqa_item *it = &items[b];
         if (it->Lq < 2 || it->Lq > m->text.cfg.max_pos || it->ans->n < 1 || it->ans->L < 2 ||
@@ -422,8 +415,37 @@ enum mf_status mf_vqa_loss(struct mf_session *s, const struct mf_vqa_item *items
             return mf_err_set(err, MF_ERR_ARG, "VQA loss: question %lld: bad lengths", (long long)b + 1);
         if ((st = check_ids(m, it->ans, err)))
             return st;
+        Lmax = MF_MAX(Lmax, it->Lq);
+    }
+    /* vision and question encoder batched (questions padded, padding masked in self-attention);
+     * the answer decoder one question at a time over its unpadded question states */
+    const int64_t d = m->text.cfg.d, dv = m->vision.cfg.d, N = m->vision.cfg.n_tok, R = m->vision.cfg.image_size;
+    const int64_t px = 3 * R * R;
+    struct mf_arena *a = &s->arena;
+    mf_arena_reset(a);
+    struct mf_vit_acts va;
+    struct mf_bert_acts ta;
+    float *img = mf_arena_f32(a, B * px), *emb = mf_arena_f32(a, B * N * dv), *qs = mf_arena_f32(a, B * Lmax * d);
+    float *d_qs = g ? zeros(a, B * Lmax * d) : NULL, *d_emb = g ? zeros(a, B * N * dv) : NULL;
+    int32_t *qids = mf_arena_alloc(a, (size_t)(B * Lmax) * sizeof *qids);
+    int32_t *qmask = mf_arena_alloc(a, (size_t)(B * Lmax) * sizeof *qmask);
+    if (!img || !emb || !qs || !qids || !qmask || (g && (!d_qs || !d_emb)))
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory for a VQA batch of %lld questions", (long long)B);
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(img + b * px, items[b].image, (size_t)px * sizeof *img);
+        for (int64_t t = 0; t < Lmax; t++) {
+            qids[b * Lmax + t] = t < items[b].Lq ? items[b].q_ids[t] : m->info.pad_id;
+            qmask[b * Lmax + t] = t < items[b].Lq;
+        }
+    }
+    if ((st = mf_vit_forward_train(s, &m->vision, img, B, emb, &va, err)) ||
+        (st = mf_bert_forward_train(s, &m->text, qids, qmask, B, Lmax, emb, N, false, qs, &ta, err)))
+        return st;
+    double total = 0;
+    for (int64_t b = 0; b < B; b++) {
         double l = 0;
-        if ((st = item_loss(s, it, 1.0 / (double)B, g, &l, err))) {
+        if ((st = item_loss(s, &items[b], qs + b * Lmax * d, 1.0 / (double)B, g, g ? d_qs + b * Lmax * d : NULL, &l,
+                            err))) {
             char pre[48];
             snprintf(pre, sizeof pre, "question %lld of the batch", (long long)b + 1);
             mf_err_prefix(err, pre);
@@ -434,5 +456,8 @@ enum mf_status mf_vqa_loss(struct mf_session *s, const struct mf_vqa_item *items
     *loss = total / (double)B;
     if (!isfinite(*loss))
         return mf_err_set(err, MF_ERR_NUMERIC, "the VQA loss is not finite");
+    if (g && ((st = mf_bert_backward(s, &m->text, &ta, d_qs, d_emb, g, err)) ||
+              (st = mf_vit_backward(s, &m->vision, &va, d_emb, g, err))))
+        return st;
     return MF_OK;
 }
