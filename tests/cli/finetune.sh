@@ -60,7 +60,7 @@ check "2 epochs = 16 steps" test "$(jq '.steps' "$OUT")" -eq 16
 
 # errors: nothing written
 expect_error exists 'exists' "$MF" "${FT[@]}" --out "$TMP/ft"
-expect_error task '--task' "$MF" finetune --model "$M" "${D[@]}" --task vqa --out "$TMP/e1"
+expect_error task '--task' "$MF" finetune --model "$M" "${D[@]}" --task segmentation --out "$TMP/e1"
 expect_error batch1 'at least 2 pairs' "$MF" finetune --model "$M" "${D[@]}" --task retrieval --batch 1 --out "$TMP/e2"
 expect_error nomask 'none.safetensors|cannot open' "$MF" finetune --model "$M" "${D[@]}" --task retrieval --masks "$TMP/none.safetensors" --out "$TMP/e3"
 expect_error warmup 'warmup' "$MF" finetune --model "$M" "${D[@]}" --task retrieval --steps 2 --warmup 3 --out "$TMP/e4"
