@@ -12,6 +12,7 @@
 
 #include "models/losses.h"
 #include "multiflow/model.h"
+#include "multiflow/prune.h"
 
 /* Options every model-running verb accepts. */
 struct cli_common {
@@ -141,6 +142,19 @@ int cli_usage_error(const char *verb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+
+/* Fine-tuning (finetune_common.c). cli_masks_load: the masks of a pruning run (path NULL: every
+ * weight dense) by model tensor index in by_index (NULL entries dense); returns 0, or 1 after
+ * printing the error (free with cli_masks_free either way). cli_permute: the epoch's shuffle of
+ * 0..n-1 from (seed, epoch), Fisher-Yates. */
+struct cli_masks {
+    struct mf_prune_set set;
+    uint8_t **set_masks;        /* (set.n) */
+    const uint8_t **by_index;   /* (n_tensors) */
+};
+int cli_masks_load(const struct mf_model *m, const char *path, struct cli_masks *cm);
+void cli_masks_free(struct cli_masks *cm);
+void cli_permute(int64_t *p, int64_t n, uint64_t seed, int64_t epoch);
 
 int verb_inspect(int argc, char **argv);
 int verb_score(int argc, char **argv);

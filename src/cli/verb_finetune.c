@@ -99,21 +99,6 @@ struct step_log {
     double loss, itc, itm, lm, lr, grad_norm, temp;
 };
 
-/* Fisher-Yates over 0..n-1 from (seed, epoch). */
-static void permute(int64_t *p, int64_t n, uint64_t seed, int64_t epoch)
-{
-    struct mf_rng r;
-    mf_rng_seed(&r, seed * 0x9E3779B97F4A7C15ull + (uint64_t)epoch + 1);
-    for (int64_t i = 0; i < n; i++)
-        p[i] = i;
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)(mf_rng_u64(&r) % (uint64_t)(i + 1));
-        int64_t t = p[i];
-        p[i] = p[j];
-        p[j] = t;
-    }
-}
-
 static json_t *step_json(int64_t step, int64_t epoch, const struct step_log *l)
 {
     json_t *o = json_object();
@@ -285,9 +270,7 @@ int verb_finetune(int argc, char **argv)
     struct mf_session *s = NULL;
     struct mf_losses *L = NULL;
     struct mf_trainer *tr = NULL;
-    struct mf_prune_set set = {0};
-    uint8_t **set_masks = NULL;
-    const uint8_t **masks = NULL; /* (n_tensors) by model index */
+    struct cli_masks cm = {0};
     struct step_log *logs = NULL;
     int64_t *perm = NULL;
     float *images = NULL;
@@ -323,28 +306,13 @@ int verb_finetune(int argc, char **argv)
                   "retrieval checkpoint)", c.model);
         goto done;
     }
-    if (mf_losses_create(m, &lo, &L, &err) || mf_prune_set_init(m, NULL, &set, &err)) {
+    if (mf_losses_create(m, &lo, &L, &err)) {
         cli_error("%s", err.msg);
         goto done;
     }
-    const size_t nt = mf_model_n_tensors(m);
-    if (!(masks = mf_calloc(nt ? nt : 1, sizeof *masks)) || !(set_masks = mf_calloc(set.n ? set.n : 1, sizeof *set_masks))) {
-        cli_error("out of memory");
+    if (cli_masks_load(m, masks_path, &cm))
         goto done;
-    }
-    if (masks_path) {
-        for (size_t i = 0; i < set.n; i++)
-            if (!(set_masks[i] = mf_malloc((size_t)set.t[i].n))) {
-                cli_error("out of memory for the masks");
-                goto done;
-            }
-        if (mf_prune_read_masks(m, &set, masks_path, set_masks, &err)) {
-            cli_error("%s", err.msg);
-            goto done;
-        }
-        for (size_t i = 0; i < set.n; i++)
-            masks[set.t[i].model_index] = set_masks[i];
-    }
+    const uint8_t *const *masks = cm.by_index; /* (n_tensors) by model index */
     const int64_t R = mf_model_get_info(m)->vision.image_size;
     images = malloc((size_t)(B * 3 * R * R) * sizeof(float));
     ids = malloc((size_t)(B * T) * sizeof(int32_t));
@@ -384,7 +352,7 @@ int verb_finetune(int argc, char **argv)
     for (int64_t st = 0; st < total; st++) {
         const int64_t epoch = st / per_epoch, bi = st % per_epoch;
         if (bi == 0)
-            permute(perm, n_pairs, seed, epoch);
+            cli_permute(perm, n_pairs, seed, epoch);
         for (int64_t b = 0; b < B; b++)
             if ((tk == TASK_CAPTIONING
                      ? caption_pair(m, ann, perm[bi * B + b], prompt, T, images + b * 3 * R * R, ids + b * T,
@@ -521,11 +489,7 @@ done:
     free(logs);
     mf_trainer_free(tr);
     mf_session_free(s);
-    for (size_t i = 0; set_masks && i < set.n; i++)
-        mf_free(set_masks[i]);
-    mf_free(set_masks);
-    mf_free(masks);
-    mf_prune_set_free(&set);
+    cli_masks_free(&cm);
     mf_losses_free(L);
     mf_model_free(m);
     mf_annotations_free(ann);

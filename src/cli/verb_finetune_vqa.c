@@ -19,7 +19,6 @@
 
 #include "cli/cli.h"
 #include "core/common.h"
-#include "core/rng.h"
 #include "eval/vqa_eval.h"
 #include "io/fs.h"
 #include "io/image.h"
@@ -63,21 +62,6 @@ static const char help[] =
     "  --seed S              seed of the shuffling (default 0)\n"
     "  --question-clean multiflow|blip   question cleaning (default multiflow)\n"
     "  --log FILE            also write one JSON line per step to FILE\n" CLI_COMMON_HELP;
-
-/* Fisher-Yates over 0..n-1 from (seed, epoch) (the same draw as the other fine-tuning tasks). */
-static void permute(int64_t *p, int64_t n, uint64_t seed, int64_t epoch)
-{
-    struct mf_rng r;
-    mf_rng_seed(&r, seed * 0x9E3779B97F4A7C15ull + (uint64_t)epoch + 1);
-    for (int64_t i = 0; i < n; i++)
-        p[i] = i;
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)(mf_rng_u64(&r) % (uint64_t)(i + 1));
-        int64_t t = p[i];
-        p[i] = p[j];
-        p[j] = t;
-    }
-}
 
 /* One training question: tokenised question, distinct answers (first appearance) and weights. */
 struct tq {
@@ -209,9 +193,7 @@ int verb_finetune_vqa(int argc, char **argv)
     struct mf_model *m = NULL;
     struct mf_session *s = NULL;
     struct mf_trainer *tr = NULL;
-    struct mf_prune_set set = {0};
-    uint8_t **set_masks = NULL;
-    const uint8_t **masks = NULL;
+    struct cli_masks cm = {0};
     struct tq *tqs = NULL;
     int64_t n_tq = 0, *perm = NULL;
     double *losses = NULL;
@@ -254,28 +236,9 @@ int verb_finetune_vqa(int argc, char **argv)
             cli_error("%s", err.msg);
             goto done;
         }
-    if (mf_prune_set_init(m, NULL, &set, &err)) {
-        cli_error("%s", err.msg);
+    if (cli_masks_load(m, masks_path, &cm))
         goto done;
-    }
-    const size_t nt = mf_model_n_tensors(m);
-    if (!(masks = mf_calloc(nt ? nt : 1, sizeof *masks)) || !(set_masks = mf_calloc(set.n ? set.n : 1, sizeof *set_masks))) {
-        cli_error("out of memory");
-        goto done;
-    }
-    if (masks_path) {
-        for (size_t i = 0; i < set.n; i++)
-            if (!(set_masks[i] = mf_malloc((size_t)set.t[i].n))) {
-                cli_error("out of memory for the masks");
-                goto done;
-            }
-        if (mf_prune_read_masks(m, &set, masks_path, set_masks, &err)) {
-            cli_error("%s", err.msg);
-            goto done;
-        }
-        for (size_t i = 0; i < set.n; i++)
-            masks[set.t[i].model_index] = set_masks[i];
-    }
+    const uint8_t *const *masks = cm.by_index;
     const int64_t R = mf_model_get_info(m)->vision.image_size;
     images = malloc((size_t)(B * 3 * R * R) * sizeof *images);
     items = malloc((size_t)B * sizeof *items);
@@ -310,7 +273,7 @@ int verb_finetune_vqa(int argc, char **argv)
     for (int64_t st = 0; st < total; st++) {
         const int64_t epoch = st / per_epoch, bi = st % per_epoch;
         if (bi == 0)
-            permute(perm, nq, c.seed, epoch);
+            cli_permute(perm, nq, c.seed, epoch);
         for (int64_t b = 0; b < B; b++) {
             const int64_t i = perm[bi * B + b];
             if (mf_image_preprocess(v->ann->image_path[i], (int)R, images + b * 3 * R * R, &err)) {
@@ -420,11 +383,7 @@ done:
     free(tqs);
     mf_trainer_free(tr);
     mf_session_free(s);
-    for (size_t i = 0; set_masks && i < set.n; i++)
-        mf_free(set_masks[i]);
-    mf_free(set_masks);
-    mf_free(masks);
-    mf_prune_set_free(&set);
+    cli_masks_free(&cm);
     mf_model_free(m);
     mf_vqa_set_free(v);
     return rc;

@@ -1,0 +1,55 @@
+/*
+ * cli/finetune_common.c: what the fine-tuning verbs share (finetune --task retrieval|captioning in
+ * verb_finetune.c, --task vqa in verb_finetune_vqa.c): the masks of a pruning run by model tensor,
+ * and the per-epoch shuffle. Declared in cli/cli.h.
+ */
+#include "cli/cli.h"
+#include "core/common.h"
+#include "core/rng.h"
+#include "prune/output.h"
+
+int cli_masks_load(const struct mf_model *m, const char *path, struct cli_masks *cm)
+{
+    struct mf_err err = {0};
+    *cm = (struct cli_masks){0};
+    if (mf_prune_set_init(m, NULL, &cm->set, &err))
+        return cli_error("%s", err.msg);
+    const size_t nt = mf_model_n_tensors(m), ns = cm->set.n;
+    if (!(cm->by_index = mf_calloc(nt ? nt : 1, sizeof *cm->by_index)) ||
+        !(cm->set_masks = mf_calloc(ns ? ns : 1, sizeof *cm->set_masks)))
+        return cli_error("out of memory");
+    if (!path)
+        return 0;
+    for (size_t i = 0; i < ns; i++)
+        if (!(cm->set_masks[i] = mf_malloc((size_t)cm->set.t[i].n)))
+            return cli_error("out of memory for the masks");
+    if (mf_prune_read_masks(m, &cm->set, path, cm->set_masks, &err))
+        return cli_error("%s", err.msg);
+    for (size_t i = 0; i < ns; i++)
+        cm->by_index[cm->set.t[i].model_index] = cm->set_masks[i];
+    return 0;
+}
+
+void cli_masks_free(struct cli_masks *cm)
+{
+    for (size_t i = 0; cm->set_masks && i < cm->set.n; i++)
+        mf_free(cm->set_masks[i]);
+    mf_free(cm->set_masks);
+    mf_free(cm->by_index);
+    mf_prune_set_free(&cm->set);
+    *cm = (struct cli_masks){0};
+}
+
+void cli_permute(int64_t *p, int64_t n, uint64_t seed, int64_t epoch)
+{
+    struct mf_rng r;
+    mf_rng_seed(&r, seed * 0x9E3779B97F4A7C15ull + (uint64_t)epoch + 1);
+    for (int64_t i = 0; i < n; i++)
+        p[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(mf_rng_u64(&r) % (uint64_t)(i + 1));
+        int64_t t = p[i];
+        p[i] = p[j];
+        p[j] = t;
+    }
+}
