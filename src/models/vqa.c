@@ -15,6 +15,7 @@
 
 #include "core/common.h"
 #include "models/grad.h"
+#include "models/kvcache.h"
 #include "nn/nn.h"
 #include "text/unicase.h"
 #include "text/wordpiece.h"
@@ -310,7 +311,6 @@ enum mf_status mf_vqa_rank(struct mf_session *s, const float *image_embeds, cons
         return mf_err_set(err, MF_ERR_NOMEM, "out of memory for ranking %lld answers", (long long)k);
     }
     *dec = m->info.first_token_dec;
-    float *qrep = NULL;
     if ((st = mf_bert_forward(s, &m->text, q_ids, qmask, 1, Lq, image_embeds, N, false, qs, err)) ||
         (st = mf_bert_forward(s, &m->dec, dec, one, 1, 1, qs, Lq, true, h1, err)) ||
         (st = mf_lm_forward(s, h1, 1, lg1, NULL, err)))
@@ -325,11 +325,22 @@ enum mf_status mf_vqa_rank(struct mf_session *s, const float *image_embeds, cons
         memcpy(ids + j * La, A->ids + c[j].idx * La, (size_t)La * sizeof *ids);
         memcpy(msk + j * La, A->mask + c[j].idx * La, (size_t)La * sizeof *msk);
     }
-    if (!(qrep = repeat_rows(a, qs, k, Lq * d))) {
+    /* the k candidates as one group of a decoding cache: the cross-attention keys/values of the
+     * question states are computed once for all candidates (not once per repeated copy), and the
+     * whole padded answer is one causal pass (padding only follows real tokens, so it is never a
+     * key of a real position: the reference's padding mask changes nothing) */
+    const int64_t nl = m->dec.cfg.n_layer;
+    struct mf_bert_cache kv = {.rows = k, .group = k, .rows_max = k, .groups_max = 1, .cap = La, .ne = Lq};
+    kv.k = mf_arena_f32(a, nl * k * La * d);
+    kv.v = mf_arena_f32(a, nl * k * La * d);
+    kv.ck = mf_arena_f32(a, nl * Lq * d);
+    kv.cv = mf_arena_f32(a, nl * Lq * d);
+    kv.key_mask = mf_arena_alloc(a, (size_t)(k * La) * sizeof *kv.key_mask);
+    if (!kv.k || !kv.v || !kv.ck || !kv.cv || !kv.key_mask) {
         st = mf_err_set(err, MF_ERR_NOMEM, "out of memory for ranking %lld answers", (long long)k);
         goto done;
     }
-    if ((st = mf_bert_forward(s, &m->dec, ids, msk, k, La, qrep, Lq, true, hk, err)) ||
+    if ((st = mf_bert_step(s, &m->dec, ids, La, qs, &kv, hk, err)) ||
         (st = mf_lm_forward(s, hk, k * La, lgk, NULL, err)))
         goto done;
     if (loss)
