@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "models/losses.h"
+#include "models/train.h"
 #include "multiflow/model.h"
 #include "multiflow/prune.h"
 
@@ -152,6 +153,24 @@ struct cli_masks {
     uint8_t **set_masks;        /* (set.n) */
     const uint8_t **by_index;   /* (n_tensors) */
 };
+/* The options every fine-tuning task takes: masks, task, schedule, log (ids above the verbs' own). */
+enum {
+    OPT_FT_MASKS = OPT_VERB_BASE + 200, OPT_FT_TASK, OPT_FT_STEPS, OPT_FT_EPOCHS, OPT_FT_LR, OPT_FT_WD,
+    OPT_FT_WARMUP, OPT_FT_CLIP, OPT_FT_LOG, OPT_FT_END
+};
+#define CLI_FINETUNE_OPTIONS                                                                                   \
+    {"masks", required_argument, 0, OPT_FT_MASKS}, {"task", required_argument, 0, OPT_FT_TASK},                 \
+    {"steps", required_argument, 0, OPT_FT_STEPS}, {"epochs", required_argument, 0, OPT_FT_EPOCHS},             \
+    {"lr", required_argument, 0, OPT_FT_LR}, {"weight-decay", required_argument, 0, OPT_FT_WD},                 \
+    {"warmup", required_argument, 0, OPT_FT_WARMUP}, {"clip", required_argument, 0, OPT_FT_CLIP},               \
+    {"log", required_argument, 0, OPT_FT_LOG}
+struct cli_finetune {
+    const char *masks, *task, *log;
+    int64_t steps, epochs, warmup; /* 0 = not given */
+    struct mf_train_opts to;       /* lr, weight_decay, clip_norm set by the options */
+};
+/* Handles one of CLI_FINETUNE_OPTIONS: 1 handled, 0 not one of them, -1 bad value (printed). */
+int cli_finetune_option(struct cli_finetune *f, int opt, const char *arg);
 int cli_masks_load(const struct mf_model *m, const char *path, struct cli_masks *cm);
 void cli_masks_free(struct cli_masks *cm);
 void cli_permute(int64_t *p, int64_t n, uint64_t seed, int64_t epoch);

@@ -1,7 +1,7 @@
 /*
  * cli/finetune_common.c: what the fine-tuning verbs share (finetune --task retrieval|captioning in
  * verb_finetune.c, --task vqa in verb_finetune_vqa.c): the masks of a pruning run by model tensor,
- * and the per-epoch shuffle. Declared in cli/cli.h.
+ * the per-epoch shuffle, and the options they share. Declared in cli/cli.h.
  */
 #include "cli/cli.h"
 #include "core/common.h"
@@ -51,5 +51,21 @@ void cli_permute(int64_t *p, int64_t n, uint64_t seed, int64_t epoch)
         int64_t t = p[i];
         p[i] = p[j];
         p[j] = t;
+    }
+}
+
+int cli_finetune_option(struct cli_finetune *f, int opt, const char *arg)
+{
+    switch (opt) {
+    case OPT_FT_MASKS: f->masks = arg; return 1;
+    case OPT_FT_TASK: f->task = arg; return 1;
+    case OPT_FT_LOG: f->log = arg; return 1;
+    case OPT_FT_STEPS: return cli_parse_int("steps", arg, 1, INT64_C(1) << 40, &f->steps) ? 1 : -1;
+    case OPT_FT_EPOCHS: return cli_parse_int("epochs", arg, 1, 1000000, &f->epochs) ? 1 : -1;
+    case OPT_FT_WARMUP: return cli_parse_int("warmup", arg, 0, INT64_C(1) << 40, &f->warmup) ? 1 : -1;
+    case OPT_FT_LR: return cli_parse_double("lr", arg, 0, 1, &f->to.lr) ? 1 : -1;
+    case OPT_FT_WD: return cli_parse_double("weight-decay", arg, 0, 1e3, &f->to.weight_decay) ? 1 : -1;
+    case OPT_FT_CLIP: return cli_parse_double("clip", arg, 0, 1e30, &f->to.clip_norm) ? 1 : -1;
+    default: return 0;
     }
 }

@@ -50,10 +50,7 @@
 #include "prune/output.h"
 #include "prune/write_values.h"
 
-enum {
-    OPT_MASKS = OPT_VERB_BASE, OPT_TASK, OPT_STEPS, OPT_EPOCHS, OPT_LR,
-    OPT_WD, OPT_WARMUP, OPT_CLIP, OPT_LOG, OPT_PROMPT
-};
+enum { OPT_PROMPT = OPT_FT_END }; /* the shared ones: CLI_FINETUNE_OPTIONS (cli.h) */
 
 enum task { TASK_RETRIEVAL, TASK_CAPTIONING };
 
@@ -173,15 +170,7 @@ int verb_finetune(int argc, char **argv)
     static const struct option opts[] = {CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS, CLI_OUT_OPTIONS, CLI_SEED_OPTION,
                                          {"itm-negatives", required_argument, 0, OPT_ITM_NEG},
                                          {"momentum", required_argument, 0, OPT_MOMENTUM},
-                                         {"masks", required_argument, 0, OPT_MASKS},
-                                         {"task", required_argument, 0, OPT_TASK},
-                                         {"steps", required_argument, 0, OPT_STEPS},
-                                         {"epochs", required_argument, 0, OPT_EPOCHS},
-                                         {"lr", required_argument, 0, OPT_LR},
-                                         {"weight-decay", required_argument, 0, OPT_WD},
-                                         {"warmup", required_argument, 0, OPT_WARMUP},
-                                         {"clip", required_argument, 0, OPT_CLIP},
-                                         {"log", required_argument, 0, OPT_LOG},
+                                         CLI_FINETUNE_OPTIONS,
                                          {"prompt", required_argument, 0, OPT_PROMPT},
                                          {0, 0, 0, 0}};
     for (int i = 1; i < argc; i++) /* --task vqa has its own options and loop (verb_finetune_vqa.c) */
@@ -189,9 +178,8 @@ int verb_finetune(int argc, char **argv)
             strcmp(argv[i], "--task=vqa") == 0)
             return verb_finetune_vqa(argc, argv);
     struct cli_common c;
-    const char *masks_path = NULL, *task = NULL, *log_path = NULL, *prompt = CAPTION_PROMPT;
-    int64_t steps = 0, epochs = 0, warmup = 0;
-    struct mf_train_opts to = mf_train_opts_default();
+    const char *prompt = CAPTION_PROMPT;
+    struct cli_finetune ft = {.to = mf_train_opts_default()};
     struct mf_err err = {0};
     cli_common_init(&c);
     int opt;
@@ -199,41 +187,22 @@ int verb_finetune(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_HELP: fputs(help, stdout); return 0;
-        case OPT_MASKS: masks_path = optarg; break;
-        case OPT_TASK: task = optarg; break;
-        case OPT_LOG: log_path = optarg; break;
         case OPT_PROMPT: prompt = optarg; break;
-        case OPT_STEPS:
-            if (!cli_parse_int("steps", optarg, 1, INT64_C(1) << 40, &steps))
-                return 2;
-            break;
-        case OPT_EPOCHS:
-            if (!cli_parse_int("epochs", optarg, 1, 1000000, &epochs))
-                return 2;
-            break;
-        case OPT_WARMUP:
-            if (!cli_parse_int("warmup", optarg, 0, INT64_C(1) << 40, &warmup))
-                return 2;
-            break;
-        case OPT_LR:
-            if (!cli_parse_double("lr", optarg, 0, 1, &to.lr))
-                return 2;
-            break;
-        case OPT_WD:
-            if (!cli_parse_double("weight-decay", optarg, 0, 1e3, &to.weight_decay))
-                return 2;
-            break;
-        case OPT_CLIP:
-            if (!cli_parse_double("clip", optarg, 0, 1e30, &to.clip_norm))
-                return 2;
-            break;
         default: {
+            int h = cli_finetune_option(&ft, opt, optarg);
+            if (h < 0)
+                return 2;
+            if (h)
+                break;
             int rc = cli_common_or_usage(&c, opt, optarg, "finetune");
             if (rc)
                 return rc;
         }
         }
     }
+    const char *masks_path = ft.masks, *task = ft.task, *log_path = ft.log;
+    int64_t steps = ft.steps, epochs = ft.epochs, warmup = ft.warmup;
+    struct mf_train_opts to = ft.to;
     const char *data = c.data, *root = c.images, *out = c.out;
     const bool force = c.force;
     const uint64_t seed = c.seed;

@@ -30,10 +30,7 @@
 #include "prune/output.h"
 #include "prune/write_values.h"
 
-enum {
-    OPT_MASKS = OPT_VERB_BASE + 60, OPT_TASK, OPT_STEPS, OPT_EPOCHS, OPT_LR, OPT_WD, OPT_WARMUP, OPT_CLIP, OPT_LOG,
-    OPT_QCLEAN
-};
+enum { OPT_QCLEAN = OPT_FT_END }; /* the shared ones: CLI_FINETUNE_OPTIONS (cli.h) */
 
 static const char help[] =
     "usage: multiflow finetune --task vqa --model PATH --data ANN --images ROOT --out DIR [options]\n"
@@ -112,26 +109,14 @@ static double mean_range(const double *x, int64_t b, int64_t e)
 int verb_finetune_vqa(int argc, char **argv)
 {
     static const struct option opts[] = {CLI_COMMON_OPTIONS, CLI_DATA_OPTIONS, CLI_OUT_OPTIONS, CLI_SEED_OPTION,
-                                         {"masks", required_argument, 0, OPT_MASKS},
-                                         {"task", required_argument, 0, OPT_TASK},
-                                         {"steps", required_argument, 0, OPT_STEPS},
-                                         {"epochs", required_argument, 0, OPT_EPOCHS},
-                                         {"lr", required_argument, 0, OPT_LR},
-                                         {"weight-decay", required_argument, 0, OPT_WD},
-                                         {"warmup", required_argument, 0, OPT_WARMUP},
-                                         {"clip", required_argument, 0, OPT_CLIP},
-                                         {"log", required_argument, 0, OPT_LOG},
+                                         CLI_FINETUNE_OPTIONS,
                                          {"question-clean", required_argument, 0, OPT_QCLEAN},
                                          {0, 0, 0, 0}};
     struct cli_common c;
-    const char *masks_path = NULL, *task = NULL, *log_path = NULL;
-    int64_t steps = 0, epochs = 10, warmup = 0;
     enum mf_question_style style = MF_QUESTION_MULTIFLOW;
-    struct mf_train_opts to = mf_train_opts_default();
-    to.lr = 2e-5;
-    to.weight_decay = 0.05;
-    to.schedule = MF_LR_COSINE;
-    to.towers = MF_TRAIN_VISION | MF_TRAIN_TEXT | MF_TRAIN_DECODER;
+    struct cli_finetune ft = {.to = mf_train_opts_default()};
+    ft.to.lr = 2e-5; /* configs/vqa.yaml */
+    ft.to.weight_decay = 0.05;
     struct mf_err err = {0};
     cli_common_init(&c);
     int opt;
@@ -139,44 +124,27 @@ int verb_finetune_vqa(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_HELP: fputs(help, stdout); return 0;
-        case OPT_MASKS: masks_path = optarg; break;
-        case OPT_TASK: task = optarg; break;
-        case OPT_LOG: log_path = optarg; break;
-        case OPT_STEPS:
-            if (!cli_parse_int("steps", optarg, 1, INT64_C(1) << 40, &steps))
-                return 2;
-            break;
-        case OPT_EPOCHS:
-            if (!cli_parse_int("epochs", optarg, 1, 1000000, &epochs))
-                return 2;
-            break;
-        case OPT_WARMUP:
-            if (!cli_parse_int("warmup", optarg, 0, INT64_C(1) << 40, &warmup))
-                return 2;
-            break;
-        case OPT_LR:
-            if (!cli_parse_double("lr", optarg, 0, 1, &to.lr))
-                return 2;
-            break;
-        case OPT_WD:
-            if (!cli_parse_double("weight-decay", optarg, 0, 1e3, &to.weight_decay))
-                return 2;
-            break;
-        case OPT_CLIP:
-            if (!cli_parse_double("clip", optarg, 0, 1e30, &to.clip_norm))
-                return 2;
-            break;
         case OPT_QCLEAN:
             if (mf_question_style_parse(optarg, &style, &err))
                 return cli_usage_error("finetune", "--question-clean: %s", err.msg);
             break;
         default: {
+            int h = cli_finetune_option(&ft, opt, optarg);
+            if (h < 0)
+                return 2;
+            if (h)
+                break;
             int rc = cli_common_or_usage(&c, opt, optarg, "finetune");
             if (rc)
                 return rc;
         }
         }
     }
+    const char *masks_path = ft.masks, *task = ft.task, *log_path = ft.log;
+    const int64_t steps = ft.steps, epochs = ft.epochs ? ft.epochs : 10, warmup = ft.warmup;
+    struct mf_train_opts to = ft.to;
+    to.schedule = MF_LR_COSINE;
+    to.towers = MF_TRAIN_VISION | MF_TRAIN_TEXT | MF_TRAIN_DECODER;
     const char *data = c.data, *out = c.out;
     if (cli_no_operands("finetune", argc, argv))
         return 2;
