@@ -171,6 +171,18 @@ struct cli_finetune {
 };
 /* Handles one of CLI_FINETUNE_OPTIONS: 1 handled, 0 not one of them, -1 bad value (printed). */
 int cli_finetune_option(struct cli_finetune *f, int opt, const char *arg);
+/* The end of a fine-tuning run: into the open atomic output directory ad, the checkpoint with the
+ * trained values (masks applied; meta: n_meta key/value pairs of safetensors metadata), the input's
+ * side files, the masks file as given (masks_path, may be NULL) and finetune.json (rep, consumed);
+ * then commits the log file (when *lf_open) and the directory (clearing *lf_open and *ad_open).
+ * Returns 0, or 1 after printing the error. */
+struct mf_atomic_dir;
+struct mf_atomic_file;
+struct json_t;
+int cli_finetune_finish(const struct mf_model *m, const float *const *values, const uint8_t *const *masks,
+                        const char *masks_path, const char *const *meta, size_t n_meta, struct json_t *rep,
+                        struct mf_atomic_dir *ad, bool *ad_open, struct mf_atomic_file *lf, bool *lf_open,
+                        const char *out);
 int cli_masks_load(const struct mf_model *m, const char *path, struct cli_masks *cm);
 void cli_masks_free(struct cli_masks *cm);
 void cli_permute(int64_t *p, int64_t n, uint64_t seed, int64_t epoch);

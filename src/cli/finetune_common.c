@@ -3,10 +3,14 @@
  * verb_finetune.c, --task vqa in verb_finetune_vqa.c): the masks of a pruning run by model tensor,
  * the per-epoch shuffle, and the options they share. Declared in cli/cli.h.
  */
+#include <jansson.h>
+
 #include "cli/cli.h"
 #include "core/common.h"
 #include "core/rng.h"
+#include "io/fs.h"
 #include "prune/output.h"
+#include "prune/write_values.h"
 
 int cli_masks_load(const struct mf_model *m, const char *path, struct cli_masks *cm)
 {
@@ -68,4 +72,36 @@ int cli_finetune_option(struct cli_finetune *f, int opt, const char *arg)
     case OPT_FT_CLIP: return cli_parse_double("clip", arg, 0, 1e30, &f->to.clip_norm) ? 1 : -1;
     default: return 0;
     }
+}
+
+int cli_finetune_finish(const struct mf_model *m, const float *const *values, const uint8_t *const *masks,
+                        const char *masks_path, const char *const *meta, size_t n_meta, json_t *rep,
+                        struct mf_atomic_dir *ad, bool *ad_open, struct mf_atomic_file *lf, bool *lf_open,
+                        const char *out)
+{
+    struct mf_err err = {0};
+    char masks_out[MF_PATH_MAX], report[MF_PATH_MAX];
+    int rc = 0;
+    if (mf_prune_write_values(m, values, masks, ad->tmp, meta, n_meta, &err) ||
+        mf_prune_copy_side_files(m, ad->tmp, &err))
+        rc = cli_error("%s", err.msg);
+    /* the masks file as given (it was validated against the model): byte-identical, metadata kept */
+    else if (masks_path && (!mf_fs_join(masks_out, sizeof masks_out, ad->tmp, "masks.safetensors") ||
+                            mf_fs_copy_file(masks_path, masks_out, &err)))
+        rc = cli_error("%s", err.msg[0] ? err.msg : "output path too long");
+    else if (!mf_fs_join(report, sizeof report, ad->tmp, "finetune.json") ||
+             json_dump_file(rep, report, JSON_INDENT(1) | JSON_REAL_PRECISION(9)) != 0)
+        rc = cli_error("%s/finetune.json: cannot write", out);
+    json_decref(rep);
+    if (rc)
+        return rc;
+    if (*lf_open) {
+        *lf_open = false;
+        if (mf_atomic_commit(lf, &err))
+            return cli_error("%s", err.msg);
+    }
+    *ad_open = false;
+    if (mf_atomic_dir_commit(ad, &err))
+        return cli_error("%s", err.msg);
+    return 0;
 }

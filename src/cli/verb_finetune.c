@@ -359,22 +359,11 @@ int verb_finetune(int argc, char **argv)
     const double elapsed = mf_time_now() - t0;
 
     /* output: checkpoint with the trained values, masks, side files, finetune.json */
-    char masks_out[MF_PATH_MAX], report[MF_PATH_MAX], buf_steps[32];
+    char buf_steps[32];
     snprintf(buf_steps, sizeof buf_steps, "%lld", (long long)total);
     const char *meta[] = {"multiflow_finetune",
                           tk == TASK_CAPTIONING ? "captioning (lm after the prompt), AdamW" : "retrieval (itc+itm), AdamW",
                           "multiflow_finetune_steps", buf_steps};
-    if (mf_prune_write_values(m, mf_trainer_values(tr), masks, ad.tmp, meta, 2, &err) ||
-        mf_prune_copy_side_files(m, ad.tmp, &err)) {
-        cli_error("%s", err.msg);
-        goto done;
-    }
-    /* the masks file as given (it was validated against the model): byte-identical, metadata kept */
-    if (masks_path && (!mf_fs_join(masks_out, sizeof masks_out, ad.tmp, "masks.safetensors") ||
-                       mf_fs_copy_file(masks_path, masks_out, &err))) {
-        cli_error("%s", err.msg[0] ? err.msg : "output path too long");
-        goto done;
-    }
     const int64_t k = MF_MIN(5, total);
     const double first = mean_of(logs, 0, k), last = mean_of(logs, total - k, total);
     json_t *rep = json_object();
@@ -404,26 +393,9 @@ int verb_finetune(int argc, char **argv)
     json_object_set_new(rep, "loss_first5", json_real(first));
     json_object_set_new(rep, "loss_last5", json_real(last));
     json_object_set(rep, "log", steps_json);
-    int dump_rc = mf_fs_join(report, sizeof report, ad.tmp, "finetune.json")
-                      ? json_dump_file(rep, report, JSON_INDENT(1) | JSON_REAL_PRECISION(9))
-                      : -1;
-    json_decref(rep);
-    if (dump_rc != 0) {
-        cli_error("%s/finetune.json: cannot write", out);
+    if (cli_finetune_finish(m, mf_trainer_values(tr), masks, masks_path, meta, 2, rep, &ad, &ad_open, &lf, &lf_open,
+                            out))
         goto done;
-    }
-    if (lf_open) {
-        lf_open = false;
-        if (mf_atomic_commit(&lf, &err)) {
-            cli_error("%s", err.msg);
-            goto done;
-        }
-    }
-    ad_open = false;
-    if (mf_atomic_dir_commit(&ad, &err)) {
-        cli_error("%s", err.msg);
-        goto done;
-    }
     if (c.json) {
         json_t *o = json_object();
         json_object_set_new(o, "out", json_string(out));

@@ -271,20 +271,10 @@ int verb_finetune_vqa(int argc, char **argv)
     }
     const double elapsed = mf_time_now() - t0;
 
-    char masks_out[MF_PATH_MAX], report[MF_PATH_MAX], buf_steps[32];
+    char buf_steps[32];
     snprintf(buf_steps, sizeof buf_steps, "%lld", (long long)total);
     const char *meta[] = {"multiflow_finetune", "vqa (BLIP VQA loss), AdamW, cosine", "multiflow_finetune_steps",
                           buf_steps};
-    if (mf_prune_write_values(m, mf_trainer_values(tr), masks, ad.tmp, meta, 2, &err) ||
-        mf_prune_copy_side_files(m, ad.tmp, &err)) {
-        cli_error("%s", err.msg);
-        goto done;
-    }
-    if (masks_path && (!mf_fs_join(masks_out, sizeof masks_out, ad.tmp, "masks.safetensors") ||
-                       mf_fs_copy_file(masks_path, masks_out, &err))) {
-        cli_error("%s", err.msg[0] ? err.msg : "output path too long");
-        goto done;
-    }
     const int64_t k = MF_MIN(5, total);
     const double first = mean_range(losses, 0, k), last = mean_range(losses, total - k, total);
     const double qps = elapsed > 0 ? (double)(total * B) / elapsed : 0;
@@ -296,28 +286,13 @@ int verb_finetune_vqa(int argc, char **argv)
                             style == MF_QUESTION_BLIP ? "blip" : "multiflow", "trained_tensors", (json_int_t)n_tr,
                             "trained_weights", (json_int_t)n_w, "seconds", elapsed, "questions_per_second", qps,
                             "loss_first5", first, "loss_last5", last, "deviations",
-                            "answer decoder tied to the text encoder as the checkpoint stores it; no augmentation");
+                            mf_model_get_info(m)->layout == MF_LAYOUT_BLIP_ORIG
+                                ? "answer decoder tied to the text encoder as the checkpoint stores it; no augmentation"
+                                : "no augmentation");
     json_object_set(rep, "log", steps_json);
-    int dump_rc = mf_fs_join(report, sizeof report, ad.tmp, "finetune.json")
-                      ? json_dump_file(rep, report, JSON_INDENT(1) | JSON_REAL_PRECISION(9))
-                      : -1;
-    json_decref(rep);
-    if (dump_rc != 0) {
-        cli_error("%s/finetune.json: cannot write", out);
+    if (cli_finetune_finish(m, mf_trainer_values(tr), masks, masks_path, meta, 2, rep, &ad, &ad_open, &lf, &lf_open,
+                            out))
         goto done;
-    }
-    if (lf_open) {
-        lf_open = false;
-        if (mf_atomic_commit(&lf, &err)) {
-            cli_error("%s", err.msg);
-            goto done;
-        }
-    }
-    ad_open = false;
-    if (mf_atomic_dir_commit(&ad, &err)) {
-        cli_error("%s", err.msg);
-        goto done;
-    }
     if (c.json) {
         json_t *o = json_pack("{s:s,s:I,s:f,s:f,s:f}", "out", out, "steps", (json_int_t)total, "questions_per_second",
                               qps, "loss_first5", first, "loss_last5", last);
