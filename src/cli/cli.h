@@ -171,13 +171,17 @@ struct cli_finetune {
 };
 /* Handles one of CLI_FINETUNE_OPTIONS: 1 handled, 0 not one of them, -1 bad value (printed). */
 int cli_finetune_option(struct cli_finetune *f, int opt, const char *arg);
+struct mf_atomic_dir;
+struct mf_atomic_file;
+/* Opens a fine-tuning run's outputs: the atomic directory out (replacing it only with force) and
+ * the log file log_path (NULL: none), setting *ad_open / *lf_open. Returns 0, or 1 after printing. */
+int cli_finetune_open(const char *out, bool force, const char *log_path, struct mf_atomic_dir *ad, bool *ad_open,
+                      struct mf_atomic_file *lf, bool *lf_open);
 /* The end of a fine-tuning run: into the open atomic output directory ad, the checkpoint with the
  * trained values (masks applied; meta: n_meta key/value pairs of safetensors metadata), the input's
  * side files, the masks file as given (masks_path, may be NULL) and finetune.json (rep, consumed);
  * then commits the log file (when *lf_open) and the directory (clearing *lf_open and *ad_open).
  * Returns 0, or 1 after printing the error. */
-struct mf_atomic_dir;
-struct mf_atomic_file;
 struct json_t;
 int cli_finetune_finish(const struct mf_model *m, const float *const *values, const uint8_t *const *masks,
                         const char *masks_path, const char *const *meta, size_t n_meta, struct json_t *rep,

@@ -105,3 +105,18 @@ int cli_finetune_finish(const struct mf_model *m, const float *const *values, co
         return cli_error("%s", err.msg);
     return 0;
 }
+
+int cli_finetune_open(const char *out, bool force, const char *log_path, struct mf_atomic_dir *ad, bool *ad_open,
+                      struct mf_atomic_file *lf, bool *lf_open)
+{
+    struct mf_err err = {0};
+    if (mf_atomic_dir_open(out, force, ad, &err))
+        return cli_error("%s", err.msg);
+    *ad_open = true;
+    if (log_path) {
+        if (mf_atomic_open(log_path, lf, &err))
+            return cli_error("%s", err.msg);
+        *lf_open = true;
+    }
+    return 0;
+}

@@ -297,18 +297,8 @@ int verb_finetune(int argc, char **argv)
         goto done;
     }
     mf_losses_set_temp(L, mf_trainer_temp(tr));
-    if (mf_atomic_dir_open(out, force, &ad, &err)) {
-        cli_error("%s", err.msg);
+    if (cli_finetune_open(out, force, log_path, &ad, &ad_open, &lf, &lf_open))
         goto done;
-    }
-    ad_open = true;
-    if (log_path) {
-        if (mf_atomic_open(log_path, &lf, &err)) {
-            cli_error("%s", err.msg);
-            goto done;
-        }
-        lf_open = true;
-    }
     int64_t n_tr, n_w;
     mf_trainer_counts(tr, &n_tr, &n_w);
     if (!c.quiet)

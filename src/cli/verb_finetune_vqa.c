@@ -216,19 +216,12 @@ int verb_finetune_vqa(int argc, char **argv)
         cli_error("out of memory for a batch of %lld questions and %lld steps", (long long)B, (long long)total);
         goto done;
     }
-    if (mf_session_create(m, c.threads, &s, &err) || mf_trainer_create(m, masks, &to, &tr, &err) ||
-        mf_atomic_dir_open(out, c.force, &ad, &err)) {
+    if (mf_session_create(m, c.threads, &s, &err) || mf_trainer_create(m, masks, &to, &tr, &err)) {
         cli_error("%s", err.msg);
         goto done;
     }
-    ad_open = true;
-    if (log_path) {
-        if (mf_atomic_open(log_path, &lf, &err)) {
-            cli_error("%s", err.msg);
-            goto done;
-        }
-        lf_open = true;
-    }
+    if (cli_finetune_open(out, c.force, log_path, &ad, &ad_open, &lf, &lf_open))
+        goto done;
     int64_t n_tr, n_w;
     mf_trainer_counts(tr, &n_tr, &n_w);
     if (!c.quiet)
