@@ -171,6 +171,11 @@ struct cli_finetune {
 };
 /* Handles one of CLI_FINETUNE_OPTIONS: 1 handled, 0 not one of them, -1 bad value (printed). */
 int cli_finetune_option(struct cli_finetune *f, int opt, const char *arg);
+/* The schedule of n items (pairs, questions; unit names them) in batches of B, the last incomplete
+ * batch dropped: *per_epoch batches, *total = steps, else epochs x per_epoch; sets to->total_steps
+ * and warmup_steps. Returns 0, or 1 after printing (no full batch, warm-up longer than the run). */
+int cli_finetune_schedule(const char *data, const char *unit, int64_t n, int64_t B, int64_t steps, int64_t epochs,
+                          int64_t warmup, struct mf_train_opts *to, int64_t *per_epoch, int64_t *total);
 struct mf_atomic_dir;
 struct mf_atomic_file;
 /* Opens a fine-tuning run's outputs: the atomic directory out (replacing it only with force) and

@@ -120,3 +120,17 @@ int cli_finetune_open(const char *out, bool force, const char *log_path, struct 
     }
     return 0;
 }
+
+int cli_finetune_schedule(const char *data, const char *unit, int64_t n, int64_t B, int64_t steps, int64_t epochs,
+                          int64_t warmup, struct mf_train_opts *to, int64_t *per_epoch, int64_t *total)
+{
+    *per_epoch = n / B;
+    if (*per_epoch < 1)
+        return cli_error("%s: %lld %s, fewer than one batch of %lld", data, (long long)n, unit, (long long)B);
+    *total = steps > 0 ? steps : epochs * *per_epoch;
+    if (warmup > *total)
+        return cli_error("--warmup %lld is more than the %lld steps", (long long)warmup, (long long)*total);
+    to->total_steps = *total;
+    to->warmup_steps = warmup;
+    return 0;
+}

@@ -253,18 +253,9 @@ int verb_finetune(int argc, char **argv)
     if (!(ann = cli_load_annotations(&c, data, root)))
         goto done;
     const int64_t B = c.batch, n_pairs = ann->n_pairs;
-    const int64_t per_epoch = n_pairs / B;
-    if (per_epoch < 1) {
-        cli_error("%s: %lld pairs, fewer than one batch of %lld", data, (long long)n_pairs, (long long)B);
+    int64_t per_epoch, total;
+    if (cli_finetune_schedule(data, "pairs", n_pairs, B, steps, epochs, warmup, &to, &per_epoch, &total))
         goto done;
-    }
-    const int64_t total = steps > 0 ? steps : epochs * per_epoch;
-    if (warmup > total) {
-        cli_error("--warmup %lld is more than the %lld steps", (long long)warmup, (long long)total);
-        goto done;
-    }
-    to.total_steps = total;
-    to.warmup_steps = warmup;
     if (!(m = cli_load_model(&c)))
         goto done;
     const int64_t T = c.max_tokens; /* known once the model is loaded */

@@ -180,18 +180,9 @@ int verb_finetune_vqa(int argc, char **argv)
         goto done;
     }
     const int64_t nq = c.pairs > 0 ? MF_MIN(c.pairs, v->n) : v->n, B = c.batch;
-    const int64_t per_epoch = nq / B;
-    if (per_epoch < 1) {
-        cli_error("%s: %lld questions, fewer than one batch of %lld", data, (long long)nq, (long long)B);
+    int64_t per_epoch, total;
+    if (cli_finetune_schedule(data, "questions", nq, B, steps, epochs, warmup, &to, &per_epoch, &total))
         goto done;
-    }
-    const int64_t total = steps > 0 ? steps : epochs * per_epoch;
-    if (warmup > total) {
-        cli_error("--warmup %lld is more than the %lld steps", (long long)warmup, (long long)total);
-        goto done;
-    }
-    to.total_steps = total;
-    to.warmup_steps = warmup;
     if (!(m = cli_load_model(&c)))
         goto done;
     if (!(tqs = calloc((size_t)nq, sizeof *tqs))) {
