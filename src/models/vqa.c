@@ -254,14 +254,6 @@ static int32_t *ones(struct mf_arena *a, int64_t n)
     return p;
 }
 
-static float *repeat_rows(struct mf_arena *a, const float *x, int64_t n, int64_t rowlen)
-{
-    float *p = mf_arena_f32(a, n * rowlen);
-    for (int64_t i = 0; p && i < n; i++)
-        memcpy(p + i * rowlen, x, (size_t)rowlen * sizeof *p);
-    return p;
-}
-
 static enum mf_status check_ids(const struct mf_model *m, const struct mf_vqa_answers *A, struct mf_err *err)
 {
     for (int64_t i = 0; i < A->n * A->L; i++)
@@ -369,29 +361,49 @@ done:
 
 /* ---- training loss ------------------------------------------------------------------------------ */
 
-/* The answer decoder of one question over its question states qs (Lq, d): loss of its weighted
- * answers; with g, the decoder/LM gradients and d_qs (Lq, d) += d loss / d qs. */
-static enum mf_status item_loss(struct mf_session *s, const struct mf_vqa_item *it, const float *qs, double scale,
-                                struct mf_grads *g, float *d_qs, double *out, struct mf_err *err)
+/* The answer decoder for the questions idx[0..m) of the batch, which share one question length Lq:
+ * one pass over all their answers (each row cross-attends to its own question's states, so no key
+ * is padding), answers padded to the group's longest. qs (B, Lmax, d) are the batch's question
+ * states; the summed weighted loss goes to *out; with g, the decoder/LM gradients and d_qs (B,
+ * Lmax, d) += d loss / d qs. */
+static enum mf_status group_loss(struct mf_session *s, const struct mf_vqa_item *items, const int64_t *idx, int64_t m,
+                                 const float *qs, int64_t Lmax, double scale, struct mf_grads *g, float *d_qs,
+                                 double *out, struct mf_err *err)
 {
-    const struct mf_model *m = s->m;
-    const struct mf_vqa_answers *A = it->ans;
-    const int64_t d = m->text.cfg.d, V = m->lm.V;
-    const int64_t Lq = it->Lq, n = A->n, La = A->L;
+    const struct mf_model *md = s->m;
+    const int64_t d = md->text.cfg.d, V = md->lm.V, Lq = items[idx[0]].Lq;
     struct mf_arena *a = &s->arena;
     enum mf_status st;
+    int64_t n = 0, La = 2;
+    for (int64_t i = 0; i < m; i++) {
+        n += items[idx[i]].ans->n;
+        La = MF_MAX(La, items[idx[i]].ans->L);
+    }
     struct mf_bert_acts da;
     struct mf_lm_acts la;
-    float *hd = mf_arena_f32(a, n * La * d), *lg = mf_arena_f32(a, n * La * V), *qrep = repeat_rows(a, qs, n, Lq * d);
-    if (!hd || !lg || !qrep)
+    int32_t *ids = mf_arena_alloc(a, (size_t)(n * La) * sizeof *ids), *mask = mf_arena_alloc(a, (size_t)(n * La) * sizeof *mask);
+    double *w = mf_arena_alloc(a, (size_t)n * sizeof *w);
+    float *hd = mf_arena_f32(a, n * La * d), *lg = mf_arena_f32(a, n * La * V), *qrep = mf_arena_f32(a, n * Lq * d);
+    if (!ids || !mask || !w || !hd || !lg || !qrep)
         goto nomem;
-    if ((st = mf_bert_forward_train(s, &m->dec, A->ids, A->mask, n, La, qrep, Lq, true, hd, &da, err)) ||
+    for (int64_t i = 0, r = 0; i < m; i++) { /* rows: the group's questions in batch order, answers in order */
+        const struct mf_vqa_item *it = &items[idx[i]];
+        for (int64_t k = 0; k < it->ans->n; k++, r++) {
+            for (int64_t t = 0; t < La; t++) {
+                const bool in = t < it->ans->L;
+                ids[r * La + t] = in ? it->ans->ids[k * it->ans->L + t] : md->info.pad_id;
+                mask[r * La + t] = in ? it->ans->mask[k * it->ans->L + t] : 0;
+            }
+            w[r] = it->weight[k];
+            memcpy(qrep + r * Lq * d, qs + idx[i] * Lmax * d, (size_t)(Lq * d) * sizeof *qrep);
+        }
+    }
+    if ((st = mf_bert_forward_train(s, &md->dec, ids, mask, n, La, qrep, Lq, true, hd, &da, err)) ||
         (st = mf_lm_forward(s, hd, n * La, lg, g ? &la : NULL, err)))
         return st;
     double loss = 0;
     for (int64_t r = 0; r < n; r++)
-        loss += it->weight[r] * answer_loss(lg + r * La * V, A->ids + r * La, A->mask + r * La, La, V,
-                                            g ? it->weight[r] * scale : 0);
+        loss += w[r] * answer_loss(lg + r * La * V, ids + r * La, mask + r * La, La, V, g ? w[r] * scale : 0);
     *out = loss;
     if (!g)
         return MF_OK;
@@ -399,14 +411,15 @@ static enum mf_status item_loss(struct mf_session *s, const struct mf_vqa_item *
     if (!d_hd || !d_qrep)
         goto nomem;
     if ((st = mf_lm_backward(s, hd, n * La, &la, lg, d_hd, g, err)) ||
-        (st = mf_bert_backward(s, &m->dec, &da, d_hd, d_qrep, g, err)))
+        (st = mf_bert_backward(s, &md->dec, &da, d_hd, d_qrep, g, err)))
         return st;
-    /* the question states were repeated once per answer: their gradient is the sum, in answer order */
-    for (int64_t r = 0; r < n; r++)
-        mf_add_forward(s->pool, d_qs, d_qs, d_qrep + r * Lq * d, Lq * d);
+    /* each question's states were repeated once per answer: their gradient is the sum, in answer order */
+    for (int64_t i = 0, r = 0; i < m; i++)
+        for (int64_t k = 0; k < items[idx[i]].ans->n; k++, r++)
+            mf_add_forward(s->pool, d_qs + idx[i] * Lmax * d, d_qs + idx[i] * Lmax * d, d_qrep + r * Lq * d, Lq * d);
     return MF_OK;
 nomem:
-    return mf_err_set(err, MF_ERR_NOMEM, "out of memory for a VQA question with %lld answers", (long long)n);
+    return mf_err_set(err, MF_ERR_NOMEM, "out of memory for the answers of %lld VQA questions", (long long)m);
 }
 
 enum mf_status mf_vqa_loss(struct mf_session *s, const struct mf_vqa_item *items, int64_t B, struct mf_grads *g,
@@ -452,13 +465,23 @@ enum mf_status mf_vqa_loss(struct mf_session *s, const struct mf_vqa_item *items
     if ((st = mf_vit_forward_train(s, &m->vision, img, B, emb, &va, err)) ||
         (st = mf_bert_forward_train(s, &m->text, qids, qmask, B, Lmax, emb, N, false, qs, &ta, err)))
         return st;
+    /* questions of one length share a decoder pass (groups by increasing length, batch order inside) */
+    int64_t *idx = mf_arena_alloc(a, (size_t)B * sizeof *idx);
+    if (!idx)
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory for a VQA batch of %lld questions", (long long)B);
+    int64_t ng = 0;
+    for (int64_t L = 2; L <= Lmax; L++)
+        for (int64_t b = 0; b < B; b++)
+            if (items[b].Lq == L)
+                idx[ng++] = b;
     double total = 0;
-    for (int64_t b = 0; b < B; b++) {
+    for (int64_t i0 = 0, i1; i0 < B; i0 = i1) {
+        for (i1 = i0 + 1; i1 < B && items[idx[i1]].Lq == items[idx[i0]].Lq; i1++)
+            ;
         double l = 0;
-        if ((st = item_loss(s, &items[b], qs + b * Lmax * d, 1.0 / (double)B, g, g ? d_qs + b * Lmax * d : NULL, &l,
-                            err))) {
-            char pre[48];
-            snprintf(pre, sizeof pre, "question %lld of the batch", (long long)b + 1);
+        if ((st = group_loss(s, items, idx + i0, i1 - i0, qs, Lmax, 1.0 / (double)B, g, d_qs, &l, err))) {
+            char pre[64];
+            snprintf(pre, sizeof pre, "the questions of %lld tokens", (long long)items[idx[i0]].Lq);
             mf_err_prefix(err, pre);
             return st;
         }
