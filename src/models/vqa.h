@@ -98,8 +98,9 @@ struct mf_vqa_item {
  * answer's summed label-smoothed LM loss, divided by B. With g non-NULL, ACCUMULATES d loss / dθ
  * into g (vision, text encoder, decoder, LM head). The vision tower and the question encoder run
  * on the whole batch (questions padded, padding masked as the reference does); the answer decoder
- * runs per question over its unpadded question states. Resets the session arena once; the
- * activations of the whole batch live in it until the backward. */
+ * runs once per group of questions of equal length, every answer row over its own question's
+ * unpadded states. Resets the session arena once; the activations of the whole batch live in it
+ * until the backward. */
 enum mf_status mf_vqa_loss(struct mf_session *s, const struct mf_vqa_item *items, int64_t B, struct mf_grads *g,
                            double *loss, struct mf_err *err);
 
