@@ -79,7 +79,7 @@ int verb_eval_vqa(int argc, char **argv)
                                          {0, 0, 0, 0}};
     struct cli_common c;
     const char *answers_path = NULL, *pred_path = NULL;
-    struct mf_vqa_eval_opts o = {128, MF_QUESTION_MULTIFLOW};
+    struct mf_vqa_eval_opts o = {128, MF_QUESTION_MULTIFLOW, 0};
     struct mf_err err = {0};
     cli_common_init(&c);
     int opt;
@@ -148,6 +148,7 @@ int verb_eval_vqa(int argc, char **argv)
         cli_error("out of memory");
         goto done;
     }
+    o.batch = c.batch;
     const double t0 = mf_time_now();
     struct mf_vqa_set view = *v;
     view.n = n;

@@ -235,43 +235,88 @@ enum mf_status mf_eval_vqa(struct mf_session *s, const struct mf_vqa_set *v, con
 {
     const struct mf_model *m = mf_session_model(s);
     const struct mf_model_info *info = mf_model_get_info(m);
-    const int64_t R = info->vision.image_size, N = info->vision.n_tok, dv = info->vision.d;
+    const int64_t R = info->vision.image_size, N = info->vision.n_tok, dv = info->vision.d, px = 3 * R * R;
+    const int64_t W = o->batch > 0 ? o->batch : 16; /* questions per window */
     struct mf_vqa_answers A = {0};
     enum mf_status st = mf_vqa_answers_tokenize(m, list, n_list, &A, err);
     if (st)
         return st;
-    float *img = mf_malloc((size_t)(3 * R * R) * sizeof *img), *emb = mf_malloc((size_t)(N * dv) * sizeof *emb);
-    if (!img || !emb) {
-        st = mf_err_set(err, MF_ERR_NOMEM, "out of memory");
+    /* questions ranked together: one length, at most gmax (the candidates' logits stay under 2^25 floats) */
+    const int64_t k = MF_MIN(o->k_test, n_list), V = info->text.vocab;
+    const int64_t gmax = MF_MAX(1, MF_MIN(W, ((int64_t)1 << 25) / MF_MAX(1, k * A.L * V)));
+    float *img = mf_malloc((size_t)(W * px) * sizeof *img), *emb = mf_malloc((size_t)(W * N * dv) * sizeof *emb);
+    float *gemb = mf_malloc((size_t)(W * N * dv) * sizeof *gemb);
+    int32_t *q = mf_malloc((size_t)(W * MF_VQA_QUESTION_TOKENS) * sizeof *q);
+    int32_t *gq = mf_malloc((size_t)(W * MF_VQA_QUESTION_TOKENS) * sizeof *gq);
+    int64_t *Lq = mf_malloc((size_t)W * sizeof *Lq), *slot = mf_malloc((size_t)W * sizeof *slot);
+    int64_t *idx = mf_malloc((size_t)W * sizeof *idx), *gbest = mf_malloc((size_t)W * sizeof *gbest);
+    struct mf_progress pg;
+    bool pg_on = false;
+    if (!img || !emb || !gemb || !q || !gq || !Lq || !slot || !idx || !gbest) {
+        st = mf_err_set(err, MF_ERR_NOMEM, "out of memory for windows of %lld questions", (long long)W);
         goto done;
     }
-    int64_t cur = -1;
-    struct mf_progress pg;
     mf_progress_begin(&pg, "vqa", "questions", v->n);
-    for (int64_t i = 0; i < v->n; i++) {
-        const int64_t im = v->ann->image_index[i];
-        if (im != cur) {
-            if ((st = mf_image_preprocess(v->ann->image_path[i], (int)R, img, err)) ||
-                (st = mf_encode_images(s, img, 1, emb, NULL, err))) {
+    pg_on = true;
+    for (int64_t w0 = 0; w0 < v->n; w0 += W) {
+        const int64_t nw = MF_MIN(W, v->n - w0);
+        /* the window's images, each run of questions on one image encoded once, all in one pass */
+        int64_t u = 0;
+        for (int64_t j = 0; j < nw; j++) {
+            const int64_t i = w0 + j;
+            if (j == 0 || v->ann->image_index[i] != v->ann->image_index[i - 1]) {
+                if ((st = mf_image_preprocess(v->ann->image_path[i], (int)R, img + u * px, err))) {
+                    mf_pairs_err_prefix(v->ann, i, err);
+                    goto done;
+                }
+                u++;
+            }
+            slot[j] = u - 1;
+            if ((st = mf_vqa_tokenize_question(m, v->ann->caption[i], o->style, q + j * MF_VQA_QUESTION_TOKENS, &Lq[j],
+                                               err))) {
                 mf_pairs_err_prefix(v->ann, i, err);
                 goto done;
             }
-            cur = im;
         }
-        int32_t q[MF_VQA_QUESTION_TOKENS];
-        int64_t Lq = 0;
-        if ((st = mf_vqa_tokenize_question(m, v->ann->caption[i], o->style, q, &Lq, err)) ||
-            (st = mf_vqa_rank(s, emb, q, Lq, &A, o->k_test, &pred[i], NULL, err))) {
-            mf_pairs_err_prefix(v->ann, i, err);
+        if ((st = mf_encode_images(s, img, u, emb, NULL, err))) {
+            mf_pairs_err_prefix(v->ann, w0, err);
             goto done;
         }
-        mf_progress_add(&pg, 1);
+        /* groups of one question length, in increasing length, window order inside */
+        int64_t ng = 0;
+        for (int64_t L = 2; L <= MF_VQA_QUESTION_TOKENS; L++)
+            for (int64_t j = 0; j < nw; j++)
+                if (Lq[j] == L)
+                    idx[ng++] = j;
+        for (int64_t g0 = 0, g1; g0 < nw; g0 = g1) {
+            for (g1 = g0 + 1; g1 < nw && g1 - g0 < gmax && Lq[idx[g1]] == Lq[idx[g0]]; g1++)
+                ;
+            const int64_t L = Lq[idx[g0]];
+            for (int64_t t = g0; t < g1; t++) {
+                memcpy(gemb + (t - g0) * N * dv, emb + slot[idx[t]] * N * dv, (size_t)(N * dv) * sizeof *gemb);
+                memcpy(gq + (t - g0) * L, q + idx[t] * MF_VQA_QUESTION_TOKENS, (size_t)L * sizeof *gq);
+            }
+            if ((st = mf_vqa_rank_batch(s, gemb, gq, g1 - g0, L, &A, o->k_test, gbest, NULL, err))) {
+                mf_pairs_err_prefix(v->ann, w0 + idx[g0], err);
+                goto done;
+            }
+            for (int64_t t = g0; t < g1; t++)
+                pred[w0 + idx[t]] = gbest[t - g0];
+        }
+        mf_progress_add(&pg, nw);
     }
 done:
-    if (img && emb)
+    if (pg_on)
         mf_progress_end(&pg);
     mf_free(img);
     mf_free(emb);
+    mf_free(gemb);
+    mf_free(q);
+    mf_free(gq);
+    mf_free(Lq);
+    mf_free(slot);
+    mf_free(idx);
+    mf_free(gbest);
     mf_vqa_answers_free(&A);
     return st;
 }

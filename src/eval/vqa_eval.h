@@ -49,10 +49,13 @@ void mf_vqa_answer_list_free(char **list, int64_t n);
 struct mf_vqa_eval_opts {
     int64_t k_test;                /* rank_answer depth (BLIP 128); k = min(k_test, n answers) */
     enum mf_question_style style;  /* question cleaning (Q15: MULTIFLOW's) */
+    int64_t batch;                 /* questions per window (images encoded together, questions of one
+                                      length ranked together); 0 = 16. Results do not depend on it. */
 };
 
-/* For each question in order: the image encoded once per run of questions on the same image,
- * the question tokenised (models/vqa.h), rank_answer over the list; pred[i] = index into list. */
+/* For each question: the image encoded once per run of questions on the same image, the question
+ * tokenised (models/vqa.h), rank_answer over the list (mf_vqa_rank_batch over the questions of
+ * one length in a window of o->batch); pred[i] = index into list. */
 enum mf_status mf_eval_vqa(struct mf_session *s, const struct mf_vqa_set *v, const char *const *list, int64_t n_list,
                            const struct mf_vqa_eval_opts *o, int64_t *pred, struct mf_err *err);
 

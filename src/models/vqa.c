@@ -278,85 +278,99 @@ static int cand_cmp(const void *pa, const void *pb)
     return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
-enum mf_status mf_vqa_rank(struct mf_session *s, const float *image_embeds, const int32_t *q_ids, int64_t Lq,
-                           const struct mf_vqa_answers *A, int64_t k_test, int64_t *best, double *loss,
-                           struct mf_err *err)
+enum mf_status mf_vqa_rank_batch(struct mf_session *s, const float *image_embeds, const int32_t *q_ids, int64_t nq,
+                                 int64_t Lq, const struct mf_vqa_answers *A, int64_t k_test, int64_t *best,
+                                 double *loss, struct mf_err *err)
 {
     const struct mf_model *m = s->m;
     enum mf_status st;
     if ((st = need_vqa_model(m, err)) || (st = check_ids(m, A, err)))
         return st;
-    if (k_test < 1 || Lq < 2 || Lq > m->text.cfg.max_pos || A->L > m->dec.cfg.max_pos)
-        return mf_err_set(err, MF_ERR_ARG, "VQA ranking: k %lld, question of %lld tokens, answers of %lld",
-                          (long long)k_test, (long long)Lq, (long long)A->L);
-    const int64_t d = m->text.cfg.d, V = m->lm.V, N = m->vision.cfg.n_tok, La = A->L;
-    const int64_t k = MF_MIN(k_test, A->n);
+    if (k_test < 1 || nq < 1 || Lq < 2 || Lq > m->text.cfg.max_pos || A->L > m->dec.cfg.max_pos)
+        return mf_err_set(err, MF_ERR_ARG, "VQA ranking: k %lld, %lld questions of %lld tokens, answers of %lld",
+                          (long long)k_test, (long long)nq, (long long)Lq, (long long)A->L);
+    const int64_t d = m->text.cfg.d, V = m->lm.V, N = m->vision.cfg.n_tok, La = A->L, n = A->n;
+    const int64_t k = MF_MIN(k_test, n), rows = nq * k, nl = m->dec.cfg.n_layer;
     struct mf_arena *a = &s->arena;
     mf_arena_reset(a);
-    int32_t *qmask = ones(a, Lq), *one = ones(a, 1), *dec = mf_arena_alloc(a, sizeof *dec);
-    float *qs = mf_arena_f32(a, Lq * d), *h1 = mf_arena_f32(a, d), *lg1 = mf_arena_f32(a, V);
-    struct cand *c = mf_malloc((size_t)A->n * sizeof *c);
-    int32_t *ids = mf_arena_alloc(a, (size_t)(k * La) * sizeof *ids), *msk = mf_arena_alloc(a, (size_t)(k * La) * sizeof *msk);
-    float *hk = mf_arena_f32(a, k * La * d), *lgk = mf_arena_f32(a, k * La * V);
-    if (!qmask || !one || !dec || !qs || !h1 || !lg1 || !c || !ids || !msk || !hk || !lgk) {
+    int32_t *qmask = ones(a, nq * Lq), *one = ones(a, nq), *dec = mf_arena_alloc(a, (size_t)nq * sizeof *dec);
+    float *qs = mf_arena_f32(a, nq * Lq * d), *h1 = mf_arena_f32(a, nq * d), *lg1 = mf_arena_f32(a, nq * V);
+    struct cand *c = mf_malloc((size_t)(nq * n) * sizeof *c);
+    int32_t *ids = mf_arena_alloc(a, (size_t)(rows * La) * sizeof *ids);
+    int32_t *msk = mf_arena_alloc(a, (size_t)(rows * La) * sizeof *msk);
+    float *hk = mf_arena_f32(a, rows * La * d), *lgk = mf_arena_f32(a, rows * La * V);
+    /* the k candidates of each question as one group of a decoding cache: the cross-attention
+     * keys/values of a question's states are computed once for its candidates (not once per
+     * repeated copy), and the whole padded answer is one causal pass (padding only follows real
+     * tokens, so it is never a key of a real position: the reference's padding mask changes nothing) */
+    struct mf_bert_cache kv = {.rows = rows, .group = k, .rows_max = rows, .groups_max = nq, .cap = La, .ne = Lq};
+    kv.k = mf_arena_f32(a, nl * rows * La * d);
+    kv.v = mf_arena_f32(a, nl * rows * La * d);
+    kv.ck = mf_arena_f32(a, nl * nq * Lq * d);
+    kv.cv = mf_arena_f32(a, nl * nq * Lq * d);
+    kv.key_mask = mf_arena_alloc(a, (size_t)(rows * La) * sizeof *kv.key_mask);
+    if (!qmask || !one || !dec || !qs || !h1 || !lg1 || !c || !ids || !msk || !hk || !lgk || !kv.k || !kv.v ||
+        !kv.ck || !kv.cv || !kv.key_mask) {
         mf_free(c);
-        return mf_err_set(err, MF_ERR_NOMEM, "out of memory for ranking %lld answers", (long long)k);
+        return mf_err_set(err, MF_ERR_NOMEM, "out of memory for ranking %lld answers of %lld questions",
+                          (long long)k, (long long)nq);
     }
-    *dec = m->info.first_token_dec;
-    if ((st = mf_bert_forward(s, &m->text, q_ids, qmask, 1, Lq, image_embeds, N, false, qs, err)) ||
-        (st = mf_bert_forward(s, &m->dec, dec, one, 1, 1, qs, Lq, true, h1, err)) ||
-        (st = mf_lm_forward(s, h1, 1, lg1, NULL, err)))
+    for (int64_t q = 0; q < nq; q++)
+        dec[q] = m->info.first_token_dec;
+    if ((st = mf_bert_forward(s, &m->text, q_ids, qmask, nq, Lq, image_embeds, N, false, qs, err)) ||
+        (st = mf_bert_forward(s, &m->dec, dec, one, nq, 1, qs, Lq, true, h1, err)) ||
+        (st = mf_lm_forward(s, h1, nq, lg1, NULL, err)))
         goto done;
     /* top k by the probability of the first answer token: softmax is monotone, so the order of the
      * first-token logits is the order of the probabilities */
-    const double l1 = lse(lg1, V);
-    for (int64_t i = 0; i < A->n; i++)
-        c[i] = (struct cand){exp((double)lg1[A->ids[i * La + 1]] - l1), i};
-    qsort(c, (size_t)A->n, sizeof *c, cand_cmp);
-    for (int64_t j = 0; j < k; j++) {
-        memcpy(ids + j * La, A->ids + c[j].idx * La, (size_t)La * sizeof *ids);
-        memcpy(msk + j * La, A->mask + c[j].idx * La, (size_t)La * sizeof *msk);
-    }
-    /* the k candidates as one group of a decoding cache: the cross-attention keys/values of the
-     * question states are computed once for all candidates (not once per repeated copy), and the
-     * whole padded answer is one causal pass (padding only follows real tokens, so it is never a
-     * key of a real position: the reference's padding mask changes nothing) */
-    const int64_t nl = m->dec.cfg.n_layer;
-    struct mf_bert_cache kv = {.rows = k, .group = k, .rows_max = k, .groups_max = 1, .cap = La, .ne = Lq};
-    kv.k = mf_arena_f32(a, nl * k * La * d);
-    kv.v = mf_arena_f32(a, nl * k * La * d);
-    kv.ck = mf_arena_f32(a, nl * Lq * d);
-    kv.cv = mf_arena_f32(a, nl * Lq * d);
-    kv.key_mask = mf_arena_alloc(a, (size_t)(k * La) * sizeof *kv.key_mask);
-    if (!kv.k || !kv.v || !kv.ck || !kv.cv || !kv.key_mask) {
-        st = mf_err_set(err, MF_ERR_NOMEM, "out of memory for ranking %lld answers", (long long)k);
-        goto done;
+    for (int64_t q = 0; q < nq; q++) {
+        struct cand *cq = c + q * n;
+        const double l1 = lse(lg1 + q * V, V);
+        for (int64_t i = 0; i < n; i++)
+            cq[i] = (struct cand){exp((double)lg1[q * V + A->ids[i * La + 1]] - l1), i};
+        qsort(cq, (size_t)n, sizeof *cq, cand_cmp);
+        for (int64_t j = 0; j < k; j++) {
+            memcpy(ids + (q * k + j) * La, A->ids + cq[j].idx * La, (size_t)La * sizeof *ids);
+            memcpy(msk + (q * k + j) * La, A->mask + cq[j].idx * La, (size_t)La * sizeof *msk);
+        }
     }
     if ((st = mf_bert_step(s, &m->dec, ids, La, qs, &kv, hk, err)) ||
-        (st = mf_lm_forward(s, hk, k * La, lgk, NULL, err)))
+        (st = mf_lm_forward(s, hk, rows * La, lgk, NULL, err)))
         goto done;
-    if (loss)
-        for (int64_t i = 0; i < A->n; i++)
-            loss[i] = INFINITY;
-    int64_t arg = -1;
-    double lo = INFINITY;
-    for (int64_t j = 0; j < k; j++) {
-        double l = answer_loss(lgk + j * La * V, ids + j * La, msk + j * La, La, V, 0);
-        if (!isfinite(l)) {
-            st = mf_err_set(err, MF_ERR_NUMERIC, "the loss of answer %lld is not finite", (long long)c[j].idx + 1);
-            goto done;
+    for (int64_t q = 0; q < nq; q++) {
+        const struct cand *cq = c + q * n;
+        double *lq = loss ? loss + q * n : NULL;
+        for (int64_t i = 0; lq && i < n; i++)
+            lq[i] = INFINITY;
+        int64_t arg = -1;
+        double lo = INFINITY;
+        for (int64_t j = 0; j < k; j++) {
+            const int64_t r = q * k + j;
+            double l = answer_loss(lgk + r * La * V, ids + r * La, msk + r * La, La, V, 0);
+            if (!isfinite(l)) {
+                st = mf_err_set(err, MF_ERR_NUMERIC, "question %lld: the loss of answer %lld is not finite",
+                                (long long)q + 1, (long long)cq[j].idx + 1);
+                goto done;
+            }
+            if (lq)
+                lq[cq[j].idx] = l;
+            if (arg < 0 || l < lo) { /* argmax of -loss: the first maximum */
+                lo = l;
+                arg = j;
+            }
         }
-        if (loss)
-            loss[c[j].idx] = l;
-        if (arg < 0 || l < lo) { /* argmax of -loss: the first maximum */
-            lo = l;
-            arg = j;
-        }
+        best[q] = cq[arg].idx;
     }
-    *best = c[arg].idx;
 done:
     mf_free(c);
     return st;
+}
+
+enum mf_status mf_vqa_rank(struct mf_session *s, const float *image_embeds, const int32_t *q_ids, int64_t Lq,
+                           const struct mf_vqa_answers *A, int64_t k_test, int64_t *best, double *loss,
+                           struct mf_err *err)
+{
+    return mf_vqa_rank_batch(s, image_embeds, q_ids, 1, Lq, A, k_test, best, loss, err);
 }
 
 /* ---- training loss ------------------------------------------------------------------------------ */

@@ -83,6 +83,13 @@ enum mf_status mf_vqa_rank(struct mf_session *s, const float *image_embeds, cons
                            const struct mf_vqa_answers *A, int64_t k_test, int64_t *best, double *loss,
                            struct mf_err *err);
 
+/* The same for nq questions of one length Lq at once: image_embeds (nq, N, dv), q_ids (nq, Lq),
+ * best (nq), loss (nq, A->n) or NULL. The results are each question's alone (no padding anywhere);
+ * memory grows with nq x k x A->L x vocabulary (the candidates' logits). */
+enum mf_status mf_vqa_rank_batch(struct mf_session *s, const float *image_embeds, const int32_t *q_ids, int64_t nq,
+                                 int64_t Lq, const struct mf_vqa_answers *A, int64_t k_test, int64_t *best,
+                                 double *loss, struct mf_err *err);
+
 /* One question of a training batch: its image (3, R, R), tokenised question, and its distinct
  * answers (rows of ans, each [DEC] pieces [SEP], padded to ans->L) with their weights (the share
  * of annotators that gave each, as BLIP's vqa_dataset computes them). */

@@ -41,6 +41,9 @@ check "accuracy = per-type means weighted by counts" \
 run_cmd ev1 "$MF" eval vqa "${D[@]}" --answers "$W/answers.json" --predictions "$TMP/pred1.json" --threads 1
 check "eval vqa --threads 1 exits 0 ($(cat "$ERR"))" test "$RC" -eq 0
 check "same predictions at 1 and 2 threads" cmp -s "$TMP/pred.json" "$TMP/pred1.json"
+run_cmd evb "$MF" eval vqa "${D[@]}" --batch 1 --predictions "$TMP/predb1.json" --quiet
+check "same predictions with --batch 1 (one question at a time) ($(cat "$ERR"))" \
+    cmp -s "$TMP/pred.json" "$TMP/predb1.json"
 check "text output: accuracy line" grep -q "^  accuracy " "$OUT"
 run_cmd k1 "$MF" eval vqa "${D[@]}" --k-test 1 --json --question-clean blip
 check "--k-test 1 --question-clean blip exits 0 ($(cat "$ERR"))" test "$RC" -eq 0

@@ -186,6 +186,44 @@ static void run_rank(const char *name)
             }
         }
     }
+    /* the questions of one length ranked together (mf_vqa_rank_batch): each as alone */
+    {
+        const int64_t k = *(const int32_t *)tensor(&f, "rank.all.k", MF_DTYPE_I32, 1);
+        const int32_t *best = tensor(&f, "rank.all.best", MF_DTYPE_I32, Q);
+        const float *want = tensor(&f, "rank.all.loss", MF_DTYPE_F32, Q * k);
+        const int32_t *order = tensor(&f, "rank.all.order", MF_DTYPE_I32, Q * k);
+        int64_t sel[4], ns = 0;
+        for (int64_t q = 0; q < Q && ns < 4; q++)
+            for (int64_t p = 0; p < q; p++)
+                if (q_len[p] == q_len[q] && ns == 0) {
+                    sel[ns++] = p;
+                    sel[ns++] = q;
+                }
+        assert_int_equal(ns, 2); /* the fixture has two questions of one length */
+        float *embs = malloc((size_t)(2 * N * dv) * sizeof *embs);
+        int32_t *ids = malloc((size_t)(2 * q_len[sel[0]]) * sizeof *ids);
+        double *l2 = malloc((size_t)(2 * f.A.n) * sizeof *l2);
+        int64_t got2[2];
+        for (int t = 0; t < 2; t++) {
+            assert_int_equal(mf_encode_images(s, images + q_image[sel[t]] * 3 * R * R, 1, embs + t * N * dv, NULL, &err),
+                             MF_OK);
+            memcpy(ids + t * q_len[sel[0]], (const int32_t *)qe->data + sel[t] * Lmax, (size_t)q_len[sel[0]] * sizeof *ids);
+        }
+        if (mf_vqa_rank_batch(s, embs, ids, 2, q_len[sel[0]], &f.A, k, got2, l2, &err))
+            fail_msg("%s", err.msg);
+        for (int t = 0; t < 2; t++) {
+            assert_int_equal(got2[t], best[sel[t]]);
+            for (int64_t j = 0; j < k; j++) {
+                double g = l2[t * f.A.n + order[sel[t] * k + j]], w = want[sel[t] * k + j];
+                if (!(fabs(g - w) <= TOL_LOSS * fmax(1.0, fabs(w))))
+                    fail_msg("batch: question %lld candidate %lld: loss %.9g, want %.9g", (long long)sel[t],
+                             (long long)j, g, w);
+            }
+        }
+        free(embs);
+        free(ids);
+        free(l2);
+    }
     /* k larger than the list: every answer is a candidate (k = min(k_test, #answers)) */
     int64_t got = -1;
     assert_int_equal(mf_encode_images(s, images, 1, emb, NULL, &err), MF_OK);
